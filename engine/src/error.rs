@@ -1,0 +1,104 @@
+//! The engine's one error type.
+//!
+//! Verdicts are not errors: an invalid certificate is a normal answer ([`crate::Reason`]). An
+//! [`Error`] means the engine could not answer or act: bad input to an API (a malformed Web
+//! Number typed by an operator, an unreadable key file), a refused policy, or a store that cannot
+//! make a change durable. No variant carries identity data; a rejected character is named only
+//! when it is one of the look-alikes the alphabet leaves out, to tell the user what they misread.
+
+/// Everything that can go wrong in the engine, each with a stable [`code`](Error::code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Web Number did not have exactly 10 characters.
+    #[error("a Web Number has exactly 10 characters, this one has {0}")]
+    WebNumberLength(usize),
+    /// A Web Number character is outside the alphabet.
+    #[error("Web Number character {position} is not in the alphabet{hint}")]
+    WebNumberCharacter {
+        /// Zero-based position of the first offending character.
+        position: usize,
+        /// A hint for the look-alike letters the alphabet leaves out (empty otherwise).
+        hint: &'static str,
+    },
+    /// A platform id is empty, too long, or uses characters outside `[a-z0-9._-]`.
+    #[error("a platform id is 1 to 16 characters from a-z, 0-9, '.', '_' and '-'")]
+    PlatformId,
+    /// A key id is not 16 hexadecimal digits.
+    #[error("a key id is 16 hexadecimal digits")]
+    KeyId,
+    /// A PEM or DER key could not be read as an SM2 key.
+    #[error(
+        "not an SM2 {0} key in the expected encoding (PKCS#8 PEM for private keys, SPKI PEM for public keys)"
+    )]
+    KeyEncoding(&'static str),
+    /// A key with this id is already registered.
+    #[error("issuer key {0} is already registered")]
+    DuplicateKey(crate::KeyId),
+    /// A certificate lifetime outside the allowed range was requested.
+    #[error("certificate lifetime must be between 1 and {max} seconds, {requested} was asked for")]
+    Lifetime {
+        /// The lifetime asked for, in seconds.
+        requested: u64,
+        /// The configured maximum, in seconds.
+        max: u64,
+    },
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Config(&'static str),
+    /// A certificate could not be decoded; the text says which rule it broke.
+    #[error("malformed certificate: {0}")]
+    Malformed(&'static str),
+    /// A certificate declares a format version this engine does not know.
+    #[error("unsupported certificate version {0}")]
+    UnsupportedVersion(u32),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// Signing failed (the key or the digest was rejected by the SM2 implementation).
+    #[error("SM2 signing failed")]
+    Signing,
+    /// A store could not make a change durable; nothing it was asked to do is acknowledged.
+    #[error("store failure ({context}): {detail}")]
+    Store {
+        /// What the store was doing.
+        context: &'static str,
+        /// The underlying failure, free of identity data.
+        detail: String,
+    },
+    /// A store failed earlier and refuses all further work until it is reopened.
+    #[error("store is poisoned by an earlier failure and refuses further work")]
+    Poisoned,
+}
+
+impl Error {
+    /// A short, stable, machine-readable code for this error, fit for logs, metrics and API
+    /// bodies. Codes never change meaning once published.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::WebNumberLength(_) => "web_number_length",
+            Error::WebNumberCharacter { .. } => "web_number_character",
+            Error::PlatformId => "platform_id",
+            Error::KeyId => "key_id",
+            Error::KeyEncoding(_) => "key_encoding",
+            Error::DuplicateKey(_) => "duplicate_key",
+            Error::Lifetime { .. } => "lifetime",
+            Error::Config(_) => "config",
+            Error::Malformed(_) => "malformed",
+            Error::UnsupportedVersion(_) => "unsupported_version",
+            Error::Random => "random",
+            Error::Signing => "signing",
+            Error::Store { .. } => "store",
+            Error::Poisoned => "store_poisoned",
+        }
+    }
+
+    /// Whether the caller caused this error (bad input, refused policy) rather than the engine or
+    /// its storage. Servers map the first to 4xx answers and the second to 5xx.
+    pub fn is_caller_fault(&self) -> bool {
+        !matches!(
+            self,
+            Error::Random | Error::Signing | Error::Store { .. } | Error::Poisoned
+        )
+    }
+}

@@ -1,0 +1,89 @@
+//! The domain of cyberid, the verification tier of a national network identity service.
+//!
+//! A citizen holds a lifelong [`WebNumber`] (网号). For each authentication the public service
+//! issues a one-time Web Certificate (网证, [`Certificate`]): signed with SM2 by an issuer key,
+//! short-lived, carrying a random 128-bit id that serves as the replay nonce. A platform sends
+//! the certificate to the verification tier and learns a [`Verdict`] only: valid with the Web
+//! Number, assurance level and disclosed claims, or invalid with one stable [`Reason`].
+//!
+//! The wire format is specified in `docs/protocol.md`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cyberid_engine::{
+//!     Context, Input, IssueRequest, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry,
+//!     MemoryNonceStore, MemoryRevocationSet, Reason, Verdict, Verifier, VerifierConfig,
+//!     WebNumber,
+//! };
+//!
+//! // The public service's side: a key and a certificate for one authentication.
+//! let issuer = Issuer::new(IssuerSigningKey::generate()?, IssuerPolicy::default())?;
+//! let holder = WebNumber::generate()?;
+//! let now = 1_790_000_000;
+//! let certificate = issuer.issue(&IssueRequest::new(holder), now)?;
+//! let text = certificate.to_text(); // what the QR code carries: "WZ1:..."
+//!
+//! // The verification tier's side.
+//! let keys = Arc::new(KeyRegistry::new());
+//! keys.insert(issuer.key().public_key().clone())?;
+//! let verifier = Verifier::new(
+//!     keys,
+//!     Arc::new(MemoryRevocationSet::new()),
+//!     Arc::new(MemoryNonceStore::default()),
+//!     VerifierConfig::default(),
+//! );
+//! let context = Context { platform: Some("shop.example".parse()?), now: now + 5 };
+//!
+//! match verifier.verify(Input::Text(&text), &context)? {
+//!     Verdict::Valid(verified) => assert_eq!(verified.web_number, holder),
+//!     Verdict::Invalid { reason } => panic!("unexpected {reason}"),
+//! }
+//! // A certificate is good for one verification only.
+//! assert_eq!(verifier.verify(Input::Text(&text), &context)?.reason(), Some(Reason::Replayed));
+//! # Ok::<(), cyberid_engine::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod base45;
+mod cert;
+mod clock;
+mod error;
+mod issue;
+mod keys;
+mod platform;
+mod store;
+mod verify;
+mod web_number;
+
+pub use cert::{
+    AgeBracket, Assurance, CERTIFICATE_LEN, Certificate, CertificateFields, CertificateId, Claims,
+    FORMAT_VERSION, TEXT_LEN, TEXT_PREFIX,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::Error;
+pub use issue::{IssueRequest, Issuer, IssuerPolicy};
+pub use keys::{
+    DEFAULT_SM2_ID, IssuerPublicKey, IssuerSigningKey, KeyId, KeyRegistry, KeyState, RegisteredKey,
+};
+pub use platform::PlatformId;
+pub use store::{
+    MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
+    RevocationRecord, RevocationSet, Standing,
+};
+pub use verify::{
+    Context, Input, Reason, SignedCertificate, Verdict, Verified, Verifier, VerifierConfig,
+};
+pub use web_number::WebNumber;
+
+/// Hooks for fuzzing, benches and interoperability tests; not a stable API.
+#[doc(hidden)]
+pub mod testing {
+    /// The exact bytes an issuer signs for these fields (the first 63 bytes of the binary form).
+    pub fn signed_bytes(fields: &crate::CertificateFields) -> Vec<u8> {
+        fields.to_signed_bytes().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod verify_tests;

@@ -1,0 +1,355 @@
+//! Verification: from certificate bytes and a calling context to a verdict.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::{
+    Assurance, Certificate, Claims, Error, KeyRegistry, KeyState, NonceClaim, NonceOutcome,
+    NonceStore, PlatformId, RevocationSet, Standing, WebNumber,
+};
+
+/// Why a certificate is not valid. Codes are stable and documented in `docs/protocol.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Not a well-formed certificate in either encoding.
+    Malformed,
+    /// A format version this verifier does not know.
+    UnsupportedVersion,
+    /// Signed by a key this verifier does not know.
+    UnknownKey,
+    /// Signed by a revoked issuer key, or by a retired key after its retirement.
+    KeyRevoked,
+    /// Issued in the future, beyond the allowed clock skew.
+    NotYetValid,
+    /// Past its expiry, beyond the allowed clock skew.
+    Expired,
+    /// Restricted to another platform.
+    WrongAudience,
+    /// The signature does not verify.
+    BadSignature,
+    /// The certificate, or its Web Number, is suspended or revoked.
+    Revoked,
+    /// Already used: this certificate's one verification has happened.
+    Replayed,
+}
+
+impl Reason {
+    /// Every reason, in the order checks run.
+    pub const ALL: [Reason; 10] = [
+        Reason::Malformed,
+        Reason::UnsupportedVersion,
+        Reason::UnknownKey,
+        Reason::KeyRevoked,
+        Reason::NotYetValid,
+        Reason::Expired,
+        Reason::WrongAudience,
+        Reason::BadSignature,
+        Reason::Revoked,
+        Reason::Replayed,
+    ];
+
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::UnsupportedVersion => "unsupported_version",
+            Reason::UnknownKey => "unknown_key",
+            Reason::KeyRevoked => "key_revoked",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Expired => "expired",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::BadSignature => "bad_signature",
+            Reason::Revoked => "revoked",
+            Reason::Replayed => "replayed",
+        }
+    }
+
+    fn of_decode_error(error: &Error) -> Reason {
+        match error {
+            Error::UnsupportedVersion(_) => Reason::UnsupportedVersion,
+            _ => Reason::Malformed,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What a platform learns from a valid certificate: nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Verified {
+    /// The holder's Web Number.
+    pub web_number: WebNumber,
+    /// How the holder authenticated.
+    pub assurance: Assurance,
+    /// The claims the holder disclosed.
+    pub claims: Claims,
+    /// The certificate's expiry, Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The answer to a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The certificate is genuine, current, meant for this platform, not revoked, and this was
+    /// its one verification.
+    Valid(Verified),
+    /// It is not, for this reason.
+    Invalid {
+        /// The first check that failed.
+        reason: Reason,
+    },
+}
+
+impl Verdict {
+    /// Whether the verdict is valid.
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Verdict::Valid(_))
+    }
+
+    /// The reason, for an invalid verdict.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Verdict::Valid(_) => None,
+            Verdict::Invalid { reason } => Some(*reason),
+        }
+    }
+}
+
+impl From<Reason> for Verdict {
+    fn from(reason: Reason) -> Self {
+        Verdict::Invalid { reason }
+    }
+}
+
+/// Who is verifying, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// The calling platform, checked against the certificate's audience. `None` only for
+    /// callers that are no platform (the demo, tests); it fails every audience-restricted
+    /// certificate.
+    pub platform: Option<PlatformId>,
+    /// The current time, Unix seconds, from an injectable [`Clock`](crate::Clock).
+    pub now: u64,
+}
+
+/// A certificate as received: its text form or its binary form.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// `WZ1:` followed by base45.
+    Text(&'a str),
+    /// The 127-byte binary form.
+    Binary(&'a [u8]),
+}
+
+/// Verification policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifierConfig {
+    /// Clock skew tolerated between issuer and verifier, seconds, on both ends of the validity
+    /// window.
+    pub skew: u64,
+    /// Longest certificate lifetime accepted, seconds; longer ones are `malformed`.
+    pub max_lifetime: u16,
+}
+
+impl VerifierConfig {
+    /// Default skew: 30 s covers NTP-synchronised servers with a wide margin.
+    pub const DEFAULT_SKEW: u64 = 30;
+    /// Default maximum lifetime: 300 s, above the 180 s issuers use by default.
+    pub const DEFAULT_MAX_LIFETIME: u16 = 300;
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        Self {
+            skew: Self::DEFAULT_SKEW,
+            max_lifetime: Self::DEFAULT_MAX_LIFETIME,
+        }
+    }
+}
+
+/// A certificate whose signature verified and which is current and meant for its caller; only
+/// the stateful checks (revocation, replay) remain.
+#[derive(Debug, Clone)]
+pub struct SignedCertificate(Certificate);
+
+impl SignedCertificate {
+    /// The certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.0
+    }
+}
+
+/// Verifies certificates against a key registry, a revocation set and a nonce store.
+///
+/// Checks run cheapest first: decoding and version, key, validity window, audience, then the
+/// signature, and only then revocation and the nonce. So nothing about a Web Number's standing
+/// reaches anyone who cannot present a correctly signed certificate for it, and a forged
+/// certificate can never consume a genuine one's nonce.
+///
+/// The work splits in two for batching: [`check_signed`](Verifier::check_signed) is pure CPU
+/// and can run on any thread; [`settle`](Verifier::settle) does the stateful checks for a whole
+/// batch with one nonce-store call.
+pub struct Verifier {
+    keys: Arc<KeyRegistry>,
+    revocations: Arc<dyn RevocationSet>,
+    nonces: Arc<dyn NonceStore>,
+    config: VerifierConfig,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier over these stores.
+    pub fn new(
+        keys: Arc<KeyRegistry>,
+        revocations: Arc<dyn RevocationSet>,
+        nonces: Arc<dyn NonceStore>,
+        config: VerifierConfig,
+    ) -> Self {
+        Self {
+            keys,
+            revocations,
+            nonces,
+            config,
+        }
+    }
+
+    /// The policy in force.
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// Verifies one certificate, consuming its nonce if it is valid.
+    ///
+    /// `Err` means the verifier could not answer (a store failure): the caller must not treat
+    /// the certificate as valid.
+    pub fn verify(&self, input: Input<'_>, context: &Context) -> Result<Verdict, Error> {
+        let checked = self.check_signed(input, context);
+        let verdicts = self.settle(std::slice::from_ref(&checked))?;
+        verdicts.first().copied().ok_or(Error::Store {
+            context: "settle",
+            detail: "no verdict".into(),
+        })
+    }
+
+    /// Verifies a batch, consuming all its nonces with one store call.
+    pub fn verify_batch(&self, requests: &[(Input<'_>, Context)]) -> Result<Vec<Verdict>, Error> {
+        let checked: Vec<_> = requests
+            .iter()
+            .map(|(input, context)| self.check_signed(*input, context))
+            .collect();
+        self.settle(&checked)
+    }
+
+    /// The stateless checks: decoding, version, key, validity window, audience, signature.
+    pub fn check_signed(
+        &self,
+        input: Input<'_>,
+        context: &Context,
+    ) -> Result<SignedCertificate, Reason> {
+        let decoded = match input {
+            Input::Text(text) => Certificate::from_text(text),
+            Input::Binary(bytes) => Certificate::from_bytes(bytes),
+        };
+        let certificate = decoded.map_err(|error| Reason::of_decode_error(&error))?;
+        let fields = certificate.fields();
+        if fields.lifetime > self.config.max_lifetime {
+            return Err(Reason::Malformed);
+        }
+
+        let registered = self.keys.get(&fields.key_id).ok_or(Reason::UnknownKey)?;
+        if let KeyState::Retired(since) = registered.state
+            && fields.issued_at > since
+        {
+            return Err(Reason::KeyRevoked);
+        }
+        if self.revocations.key_revoked(&fields.key_id) {
+            return Err(Reason::KeyRevoked);
+        }
+
+        if context.now.saturating_add(self.config.skew) < fields.issued_at {
+            return Err(Reason::NotYetValid);
+        }
+        if context.now >= fields.expires_at().saturating_add(self.config.skew) {
+            return Err(Reason::Expired);
+        }
+        if let Some(audience) = &fields.audience
+            && context.platform.as_ref() != Some(audience)
+        {
+            return Err(Reason::WrongAudience);
+        }
+
+        if !registered
+            .key
+            .verify(certificate.signed_bytes(), &certificate.signature())
+        {
+            return Err(Reason::BadSignature);
+        }
+        Ok(SignedCertificate(certificate))
+    }
+
+    /// The stateful checks for a batch: revocation, then one nonce-store call for every
+    /// certificate still standing. Verdicts come back in input order.
+    pub fn settle(
+        &self,
+        checked: &[Result<SignedCertificate, Reason>],
+    ) -> Result<Vec<Verdict>, Error> {
+        let mut verdicts: Vec<Verdict> = Vec::with_capacity(checked.len());
+        let mut claims = Vec::with_capacity(checked.len());
+        for item in checked {
+            let verdict = match item {
+                Err(reason) => Verdict::from(*reason),
+                Ok(SignedCertificate(certificate)) => {
+                    let fields = certificate.fields();
+                    if self.revocations.standing(&fields.web_number) != Standing::Active
+                        || self.revocations.certificate_revoked(&fields.certificate_id)
+                    {
+                        Verdict::from(Reason::Revoked)
+                    } else {
+                        claims.push(NonceClaim {
+                            certificate_id: fields.certificate_id,
+                            retain_until: fields.expires_at().saturating_add(self.config.skew),
+                        });
+                        Verdict::Valid(Verified {
+                            web_number: fields.web_number,
+                            assurance: fields.assurance,
+                            claims: fields.claims,
+                            expires_at: fields.expires_at(),
+                        })
+                    }
+                }
+            };
+            verdicts.push(verdict);
+        }
+        if claims.is_empty() {
+            return Ok(verdicts);
+        }
+        let outcomes = self.nonces.consume_batch(&claims)?;
+        if outcomes.len() != claims.len() {
+            return Err(Error::Store {
+                context: "consume",
+                detail: format!("{} outcomes for {} claims", outcomes.len(), claims.len()),
+            });
+        }
+        let mut outcomes = outcomes.into_iter();
+        for verdict in verdicts.iter_mut().filter(|verdict| verdict.is_valid()) {
+            if outcomes.next() == Some(NonceOutcome::Replayed) {
+                *verdict = Verdict::from(Reason::Replayed);
+            }
+        }
+        Ok(verdicts)
+    }
+}
