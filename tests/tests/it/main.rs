@@ -1,0 +1,5 @@
+//! cyberid's integration tests, one binary with a module per subject.
+
+mod annex_a;
+mod openssl_interop;
+mod protocol_vectors;
