@@ -22,7 +22,11 @@ fn certificate(c: &mut Criterion) {
     let mut group = c.benchmark_group("certificate");
     group.throughput(Throughput::Elements(1));
     group.bench_function("issue", |b| {
-        b.iter(|| issuer.issue(black_box(&request), black_box(NOW)).expect("issue"))
+        b.iter(|| {
+            issuer
+                .issue(black_box(&request), black_box(NOW))
+                .expect("issue")
+        })
     });
 
     let one = issuer.issue(&request, NOW).expect("issue");
@@ -37,7 +41,9 @@ fn certificate(c: &mut Criterion) {
         b.iter_batched(
             || issuer.issue(&request, NOW).expect("issue").to_text(),
             |text| {
-                let verdict = verifier.verify(Input::Text(&text), &context).expect("store");
+                let verdict = verifier
+                    .verify(Input::Text(&text), &context)
+                    .expect("store");
                 assert!(verdict.is_valid());
             },
             BatchSize::SmallInput,

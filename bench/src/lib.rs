@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use cyberid_engine::{
-    Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry, MemoryNonceStore, MemoryRevocationSet, Verifier,
-    VerifierConfig,
+    Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry, MemoryNonceStore, MemoryRevocationSet,
+    Verifier, VerifierConfig,
 };
 
 /// A fixed clock for benches, inside every certificate's validity window.

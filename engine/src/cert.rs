@@ -196,7 +196,7 @@ impl CertificateFields {
     }
 
     /// The signed bytes.
-    pub(crate) fn to_signed_bytes(&self) -> [u8; SIGNED_LEN] {
+    pub(crate) fn encode_signed(&self) -> [u8; SIGNED_LEN] {
         let mut bytes = [0u8; SIGNED_LEN];
         bytes[VERSION_AT] = FORMAT_VERSION;
         bytes[KEY_ID_AT..WEB_NUMBER_AT].copy_from_slice(self.key_id.as_bytes());
@@ -224,7 +224,7 @@ pub struct Certificate {
 impl Certificate {
     pub(crate) fn assemble(fields: CertificateFields, signature: &[u8; 64]) -> Self {
         let mut bytes = [0u8; CERTIFICATE_LEN];
-        bytes[..SIGNED_LEN].copy_from_slice(&fields.to_signed_bytes());
+        bytes[..SIGNED_LEN].copy_from_slice(&fields.encode_signed());
         bytes[SIGNED_LEN..].copy_from_slice(signature);
         Self { fields, bytes }
     }
@@ -448,7 +448,7 @@ pub(crate) mod tests {
             let mut bytes = *certificate.as_bytes();
             bytes[index] ^= 1 << bit;
             if let Ok(mutated) = Certificate::from_bytes(&bytes) {
-                prop_assert_eq!(mutated.fields().to_signed_bytes(), array::<SIGNED_LEN>(&bytes[..SIGNED_LEN]));
+                prop_assert_eq!(mutated.fields().encode_signed(), array::<SIGNED_LEN>(&bytes[..SIGNED_LEN]));
             }
         }
     }

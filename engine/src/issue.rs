@@ -111,7 +111,7 @@ impl Issuer {
     /// Signs exactly these fields. For test vectors and for tests that need a certificate the
     /// issuer would refuse (wrong key id, expired, from the future); the key id is not checked.
     pub fn sign(&self, fields: CertificateFields) -> Result<Certificate, Error> {
-        let signature = self.key.sign(&fields.to_signed_bytes())?;
+        let signature = self.key.sign(&fields.encode_signed())?;
         Ok(Certificate::assemble(fields, &signature))
     }
 }

@@ -81,7 +81,7 @@ pub use web_number::WebNumber;
 pub mod testing {
     /// The exact bytes an issuer signs for these fields (the first 63 bytes of the binary form).
     pub fn signed_bytes(fields: &crate::CertificateFields) -> Vec<u8> {
-        fields.to_signed_bytes().to_vec()
+        fields.encode_signed().to_vec()
     }
 }
 

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use cyberid_engine::{
-    AgeBracket, Assurance, Certificate, Claims, Clock, Context, Input, IssueRequest, Issuer, IssuerPolicy,
-    IssuerSigningKey, KeyRegistry, ManualClock, MemoryNonceStore, MemoryRevocationSet, PlatformId, Reason,
-    RevocationChange, RevocationRecord, RevocationSet, Standing, SystemClock, Verdict, Verifier,
-    VerifierConfig, WebNumber,
+    AgeBracket, Assurance, Certificate, Claims, Clock, Context, Input, IssueRequest, Issuer,
+    IssuerPolicy, IssuerSigningKey, KeyRegistry, ManualClock, MemoryNonceStore,
+    MemoryRevocationSet, PlatformId, Reason, RevocationChange, RevocationRecord, RevocationSet,
+    Standing, SystemClock, Verdict, Verifier, VerifierConfig, WebNumber,
 };
 
 /// Why the demo stopped.
@@ -29,7 +29,11 @@ impl fmt::Display for DemoError {
         match self {
             DemoError::Engine(error) => write!(f, "{error} ({})", error.code()),
             DemoError::Io(error) => write!(f, "cannot write output: {error}"),
-            DemoError::Unexpected { step, expected, got } => {
+            DemoError::Unexpected {
+                step,
+                expected,
+                got,
+            } => {
                 write!(f, "step '{step}': expected {expected}, got {got}")
             }
         }
@@ -99,7 +103,9 @@ impl<W: Write> Demo<'_, W> {
 }
 
 fn qr_code(certificate: &Certificate) -> Option<String> {
-    let code = qrcode::QrCode::with_error_correction_level(certificate.to_text(), qrcode::EcLevel::M).ok()?;
+    let code =
+        qrcode::QrCode::with_error_correction_level(certificate.to_text(), qrcode::EcLevel::M)
+            .ok()?;
     Some(
         code.render::<qrcode::render::unicode::Dense1x2>()
             .quiet_zone(true)
@@ -130,9 +136,19 @@ pub(crate) fn run(out: &mut impl Write, show_qr: bool) -> Result<(), DemoError> 
         shop,
     };
 
-    writeln!(demo.out, "cyberid demo: issuing and verifying one-time Web Certificates (SM2/SM3)")?;
-    writeln!(demo.out, "  issuer key  {} (SM2, generated for this run)", issuer.key().key_id())?;
-    writeln!(demo.out, "  holder      Web Number {holder} (10 random characters, no personal data)")?;
+    writeln!(
+        demo.out,
+        "cyberid demo: issuing and verifying one-time Web Certificates (SM2/SM3)"
+    )?;
+    writeln!(
+        demo.out,
+        "  issuer key  {} (SM2, generated for this run)",
+        issuer.key().key_id()
+    )?;
+    writeln!(
+        demo.out,
+        "  holder      Web Number {holder} (10 random characters, no personal data)"
+    )?;
     let request = IssueRequest {
         web_number: holder,
         assurance: Assurance::Substantial,
@@ -158,7 +174,12 @@ pub(crate) fn run(out: &mut impl Write, show_qr: bool) -> Result<(), DemoError> 
 
     writeln!(demo.out, "\nVerifications:")?;
     let context = demo.context();
-    demo.check("shop.example verifies the certificate", Input::Text(&text), context, None)?;
+    demo.check(
+        "shop.example verifies the certificate",
+        Input::Text(&text),
+        context,
+        None,
+    )?;
     demo.check(
         "shop.example presents the same certificate again",
         Input::Text(&text),
@@ -175,7 +196,12 @@ pub(crate) fn run(out: &mut impl Write, show_qr: bool) -> Result<(), DemoError> 
         context,
         Some(Reason::BadSignature),
     )?;
-    demo.check("the untampered original still verifies", Input::Binary(fresh.as_bytes()), context, None)?;
+    demo.check(
+        "the untampered original still verifies",
+        Input::Binary(fresh.as_bytes()),
+        context,
+        None,
+    )?;
 
     let for_bank = issuer.issue(
         &IssueRequest {
@@ -217,7 +243,10 @@ pub(crate) fn run(out: &mut impl Write, show_qr: bool) -> Result<(), DemoError> 
         later,
         Some(Reason::Expired),
     )?;
-    writeln!(demo.out, "\nEvery verdict matched the protocol (docs/protocol.md).")?;
+    writeln!(
+        demo.out,
+        "\nEvery verdict matched the protocol (docs/protocol.md)."
+    )?;
     Ok(())
 }
 
