@@ -61,18 +61,10 @@ impl std::str::FromStr for CertificateId {
     type Err = Error;
 
     /// Parses 32 hex digits.
-    fn from_str(hex: &str) -> Result<Self, Error> {
-        let digits = hex.as_bytes();
-        if digits.len() != 2 * CERTIFICATE_ID_LEN || !digits.iter().all(u8::is_ascii_hexdigit) {
-            return Err(Error::Malformed(
-                "a certificate id is 32 hexadecimal digits",
-            ));
-        }
+    fn from_str(text: &str) -> Result<Self, Error> {
         let mut id = [0u8; CERTIFICATE_ID_LEN];
-        for (byte, pair) in id.iter_mut().zip(digits.chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).unwrap_or_default();
-            *byte = u8::from_str_radix(text, 16).unwrap_or_default();
-        }
+        hex::decode_to_slice(text, &mut id)
+            .map_err(|_| Error::Malformed("a certificate id is 32 hexadecimal digits"))?;
         Ok(Self(id))
     }
 }
@@ -384,6 +376,20 @@ pub(crate) mod tests {
         assert_eq!(SIGNED_LEN, 63);
         assert_eq!(CERTIFICATE_LEN, 127);
         assert_eq!(TEXT_LEN, 195);
+    }
+
+    #[test]
+    fn certificate_id_text_is_strict_hex() {
+        let id: CertificateId = "00112233445566778899AABBCCDDEEFF".parse().unwrap();
+        assert_eq!(id.to_string(), "00112233445566778899aabbccddeeff");
+        for bad in [
+            "",
+            "0011",
+            "+0112233445566778899aabbccddeeff",
+            "0g112233445566778899aabbccddeeff",
+        ] {
+            assert!(bad.parse::<CertificateId>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

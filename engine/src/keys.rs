@@ -54,16 +54,9 @@ impl KeyId {
 impl FromStr for KeyId {
     type Err = Error;
 
-    fn from_str(hex: &str) -> Result<Self, Error> {
-        let digits = hex.as_bytes();
-        if digits.len() != 2 * KEY_ID_LEN {
-            return Err(Error::KeyId);
-        }
+    fn from_str(text: &str) -> Result<Self, Error> {
         let mut id = [0u8; KEY_ID_LEN];
-        for (byte, pair) in id.iter_mut().zip(digits.chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).map_err(|_| Error::KeyId)?;
-            *byte = u8::from_str_radix(text, 16).map_err(|_| Error::KeyId)?;
-        }
+        hex::decode_to_slice(text, &mut id).map_err(|_| Error::KeyId)?;
         Ok(Self(id))
     }
 }
@@ -382,6 +375,8 @@ mod tests {
         assert_eq!(text.parse::<KeyId>().unwrap(), key.key_id());
         assert!("0123".parse::<KeyId>().is_err());
         assert!("zz23456789abcdef".parse::<KeyId>().is_err());
+        // Found by the identifiers fuzz target: from_str_radix accepts a sign.
+        assert!("11111111111111+6".parse::<KeyId>().is_err());
     }
 
     #[test]
