@@ -23,7 +23,7 @@ pub fn issuer_and_verifier() -> (Issuer, Verifier) {
     let verifier = Verifier::new(
         keys,
         Arc::new(MemoryRevocationSet::new()),
-        Arc::new(MemoryNonceStore::with_capacity(usize::MAX)),
+        Arc::new(MemoryNonceStore::with_capacity(0, usize::MAX)),
         VerifierConfig::default(),
     );
     (issuer, verifier)

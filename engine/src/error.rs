@@ -66,6 +66,26 @@ pub enum Error {
         /// The underlying failure, free of identity data.
         detail: String,
     },
+    /// The data directory holds something other than a cyberid store.
+    #[error("{0} is not empty and is not a cyberid data directory")]
+    NotADataDirectory(String),
+    /// The data directory is a cyberid store of another format version.
+    #[error(
+        "the store was written in format version {found}; this build reads version {supported}"
+    )]
+    IncompatibleFormat {
+        /// The version on disk.
+        found: u64,
+        /// The version this build supports.
+        supported: u32,
+    },
+    /// Another process holds the store open.
+    #[error("the store is locked by another process: {0}")]
+    Locked(String),
+    /// The store failed an integrity check; it is not opened, so nothing acknowledged is
+    /// silently lost.
+    #[error("the store is corrupt: {0}")]
+    Corrupt(String),
     /// A store failed earlier and refuses all further work until it is reopened.
     #[error("store is poisoned by an earlier failure and refuses further work")]
     Poisoned,
@@ -89,6 +109,10 @@ impl Error {
             Error::Random => "random",
             Error::Signing => "signing",
             Error::Store { .. } => "store",
+            Error::NotADataDirectory(_) => "not_a_data_directory",
+            Error::IncompatibleFormat { .. } => "store_format",
+            Error::Locked(_) => "store_locked",
+            Error::Corrupt(_) => "store_corrupt",
             Error::Poisoned => "store_poisoned",
         }
     }
@@ -98,7 +122,14 @@ impl Error {
     pub fn is_caller_fault(&self) -> bool {
         !matches!(
             self,
-            Error::Random | Error::Signing | Error::Store { .. } | Error::Poisoned
+            Error::Random
+                | Error::Signing
+                | Error::Store { .. }
+                | Error::Poisoned
+                | Error::NotADataDirectory(_)
+                | Error::IncompatibleFormat { .. }
+                | Error::Locked(_)
+                | Error::Corrupt(_)
         )
     }
 }

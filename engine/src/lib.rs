@@ -19,7 +19,8 @@
 //! // The public service's side: a key and a certificate for one authentication.
 //! let issuer = Issuer::new(IssuerSigningKey::generate()?, IssuerPolicy::default())?;
 //! let holder = WebNumber::generate()?;
-//! let now = 1_790_000_000;
+//! let started = 1_790_000_000;
+//! let now = started + 60;
 //! let certificate = issuer.issue(&IssueRequest::new(holder), now)?;
 //! let text = certificate.to_text(); // what the QR code carries: "WZ1:..."
 //!
@@ -29,7 +30,9 @@
 //! let verifier = Verifier::new(
 //!     keys,
 //!     Arc::new(MemoryRevocationSet::new()),
-//!     Arc::new(MemoryNonceStore::default()),
+//!     // The nonce store knows every certificate used since it started, and refuses any
+//!     // certificate that could have been used before.
+//!     Arc::new(MemoryNonceStore::new(started)),
 //!     VerifierConfig::default(),
 //! );
 //! let context = Context { platform: Some("shop.example".parse()?), now: now + 5 };
@@ -48,9 +51,11 @@
 mod base45;
 mod cert;
 mod clock;
+mod durable;
 mod error;
 mod issue;
 mod keys;
+mod nonce_map;
 mod platform;
 mod store;
 mod verify;
@@ -61,6 +66,7 @@ pub use cert::{
     FORMAT_VERSION, TEXT_LEN, TEXT_PREFIX,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use durable::{DurableStore, STORE_FORMAT_VERSION, StoreOptions};
 pub use error::Error;
 pub use issue::{IssueRequest, Issuer, IssuerPolicy};
 pub use keys::{
@@ -69,7 +75,7 @@ pub use keys::{
 pub use platform::PlatformId;
 pub use store::{
     MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
-    RevocationRecord, RevocationSet, Standing,
+    RevocationCounts, RevocationRecord, RevocationSet, Standing,
 };
 pub use verify::{
     Context, Input, Reason, SignedCertificate, Verdict, Verified, Verifier, VerifierConfig,
@@ -85,5 +91,7 @@ pub mod testing {
     }
 }
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod verify_tests;

@@ -2,10 +2,11 @@
 //! replay-nonce store. In-memory implementations live here; durable ones implement the same
 //! traits and pass the same contract tests.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
+
+use crate::nonce_map::NonceMap;
 
 use crate::{CertificateId, Error, KeyId, WebNumber};
 
@@ -74,17 +75,39 @@ pub trait RevocationSet: Send + Sync {
     fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool;
     /// Whether this issuer key was revoked.
     fn key_revoked(&self, key_id: &KeyId) -> bool;
-    /// Records a change.
-    fn apply(&self, record: RevocationRecord) -> Result<(), Error>;
+    /// Records a change, returning its sequence number in the history.
+    fn apply(&self, record: RevocationRecord) -> Result<u64, Error>;
+    /// Up to `limit` history entries with sequence numbers above `after`, oldest first.
+    fn history(&self, after: u64, limit: usize) -> Result<Vec<(u64, RevocationRecord)>, Error>;
+    /// Counts of what is held: suspended or revoked Web Numbers, revoked certificates, revoked
+    /// keys.
+    fn counts(&self) -> RevocationCounts;
 }
 
-/// A nonce to consume: the certificate id, and how long it must be remembered (its expiry plus
-/// the verifier's clock skew, after which the certificate is refused as expired anyway).
+/// Sizes of a revocation set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RevocationCounts {
+    /// Web Numbers suspended or revoked.
+    pub web_numbers: usize,
+    /// Certificates revoked.
+    pub certificates: usize,
+    /// Issuer keys revoked.
+    pub keys: usize,
+}
+
+/// A nonce to consume, with the times that decide how long it must be remembered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NonceClaim {
     /// The certificate's id.
     pub certificate_id: CertificateId,
-    /// Unix seconds until which the nonce must be kept.
+    /// The earliest moment the certificate could have been verified anywhere (its issue time
+    /// minus the clock skew). A store whose history begins later cannot know whether it was
+    /// already used.
+    pub usable_from: u64,
+    /// The certificate's expiry (signed, so the same for every presentation of it).
+    pub expires_at: u64,
+    /// Until when the nonce must be kept: expiry plus clock skew, after which the certificate is
+    /// refused as expired anyway.
     pub retain_until: u64,
 }
 
@@ -95,6 +118,9 @@ pub enum NonceOutcome {
     Fresh,
     /// Already consumed, earlier or by an earlier claim in the same batch.
     Replayed,
+    /// The certificate could have been used before this store's history begins (a new, emptied
+    /// or restored store), so the store cannot vouch that this is its first use. Not consumed.
+    BeforeHistory,
 }
 
 /// The replay-nonce store: insert-if-absent on certificate ids.
@@ -103,8 +129,8 @@ pub enum NonceOutcome {
 /// one write (group commit). An `Err` means none of the batch's outcomes may be reported valid.
 pub trait NonceStore: Send + Sync {
     /// Consumes each claim's nonce, in order: exactly one claim per certificate id, over all
-    /// callers and all time, ever gets [`NonceOutcome::Fresh`]. The result has one outcome per
-    /// claim.
+    /// callers and all time, ever gets [`NonceOutcome::Fresh`], and only once the store can
+    /// vouch for it (durably, for a durable store). The result has one outcome per claim.
     fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error>;
 
     /// Consumes one nonce.
@@ -115,40 +141,43 @@ pub trait NonceStore: Send + Sync {
             detail: "store returned no outcome".into(),
         })
     }
+
+    /// Unix time at which this store's history begins: it knows every nonce consumed since.
+    fn history_begins(&self) -> u64;
+
+    /// Live nonces held in memory.
+    fn live_nonces(&self) -> usize;
+
+    /// Forgets nonces whose retention ended before `now`, without scanning; returns how many
+    /// time buckets were dropped.
+    fn expire(&self, now: u64) -> Result<usize, Error>;
 }
 
-/// An in-memory revocation set on lock-free maps. Nothing survives the process.
+/// The maps behind every revocation set: lock-free lookups that do not allocate.
 #[derive(Debug, Default)]
-pub struct MemoryRevocationSet {
+pub(crate) struct RevocationMaps {
     web_numbers: DashMap<WebNumber, Standing>,
     certificates: DashMap<CertificateId, ()>,
     keys: DashMap<KeyId, ()>,
 }
 
-impl MemoryRevocationSet {
-    /// An empty set.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl RevocationSet for MemoryRevocationSet {
-    fn standing(&self, web_number: &WebNumber) -> Standing {
+impl RevocationMaps {
+    pub(crate) fn standing(&self, web_number: &WebNumber) -> Standing {
         self.web_numbers
             .get(web_number)
             .map_or(Standing::Active, |entry| *entry)
     }
 
-    fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool {
+    pub(crate) fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool {
         self.certificates.contains_key(certificate_id)
     }
 
-    fn key_revoked(&self, key_id: &KeyId) -> bool {
+    pub(crate) fn key_revoked(&self, key_id: &KeyId) -> bool {
         self.keys.contains_key(key_id)
     }
 
-    fn apply(&self, record: RevocationRecord) -> Result<(), Error> {
-        match record.change {
+    pub(crate) fn apply(&self, change: &RevocationChange) {
+        match *change {
             RevocationChange::WebNumber {
                 web_number,
                 standing: Standing::Active,
@@ -168,11 +197,88 @@ impl RevocationSet for MemoryRevocationSet {
                 self.keys.insert(key_id, ());
             }
         }
-        Ok(())
+    }
+
+    pub(crate) fn counts(&self) -> RevocationCounts {
+        RevocationCounts {
+            web_numbers: self.web_numbers.len(),
+            certificates: self.certificates.len(),
+            keys: self.keys.len(),
+        }
     }
 }
 
-/// An in-memory nonce store on a lock-free map, bounded in entries.
+/// Checks what an authority supplies with a revocation. Records are kept for authorities and
+/// must stay small and free of personal data, so reason and authority are short codes.
+pub(crate) fn validate_record(record: &RevocationRecord) -> Result<(), Error> {
+    let is_code = |text: &str| {
+        (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    if !is_code(&record.reason) || !is_code(&record.authority) {
+        return Err(Error::Config(
+            "reason and authority are 1 to 64 characters from A-Z a-z 0-9 - _ . :",
+        ));
+    }
+    Ok(())
+}
+
+/// An in-memory revocation set on lock-free maps. Nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryRevocationSet {
+    maps: RevocationMaps,
+    history: Mutex<Vec<RevocationRecord>>,
+}
+
+impl MemoryRevocationSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl RevocationSet for MemoryRevocationSet {
+    fn standing(&self, web_number: &WebNumber) -> Standing {
+        self.maps.standing(web_number)
+    }
+
+    fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool {
+        self.maps.certificate_revoked(certificate_id)
+    }
+
+    fn key_revoked(&self, key_id: &KeyId) -> bool {
+        self.maps.key_revoked(key_id)
+    }
+
+    fn apply(&self, record: RevocationRecord) -> Result<u64, Error> {
+        validate_record(&record)?;
+        // One lock orders the history and the maps alike.
+        let mut history = self.history.lock().map_err(|_| Error::Poisoned)?;
+        self.maps.apply(&record.change);
+        history.push(record);
+        Ok(history.len() as u64)
+    }
+
+    fn history(&self, after: u64, limit: usize) -> Result<Vec<(u64, RevocationRecord)>, Error> {
+        let history = self.history.lock().map_err(|_| Error::Poisoned)?;
+        Ok(history
+            .iter()
+            .enumerate()
+            .map(|(index, record)| (index as u64 + 1, record.clone()))
+            .skip_while(|(seq, _)| *seq <= after)
+            .take(limit)
+            .collect())
+    }
+
+    fn counts(&self) -> RevocationCounts {
+        self.maps.counts()
+    }
+}
+
+/// An in-memory nonce store, bounded in live nonces. Its history begins when it is created, so
+/// it refuses certificates that could have been used before.
 ///
 /// When full it refuses new nonces with an error rather than evicting live ones: forgetting a
 /// live nonce would let its certificate be accepted twice. A batch that fails part-way keeps the
@@ -180,52 +286,30 @@ impl RevocationSet for MemoryRevocationSet {
 /// valid, and cannot be used again (failing closed).
 #[derive(Debug)]
 pub struct MemoryNonceStore {
-    nonces: DashMap<CertificateId, u64>,
-    /// Kept beside the map because `DashMap::len` locks every shard, which would deadlock
-    /// against the shard an insert holds.
-    live: AtomicUsize,
+    nonces: NonceMap,
+    history_begins: u64,
     capacity: usize,
 }
 
 impl MemoryNonceStore {
-    /// Default bound on live nonces: about a minute of national peak traffic with margin.
+    /// Default bound on live nonces.
     pub const DEFAULT_CAPACITY: usize = 10_000_000;
+    /// Default width of an expiry bucket, seconds.
+    pub const BUCKET_SECONDS: u64 = 60;
+
+    /// A store whose history begins at `history_begins` (Unix seconds; normally now), holding
+    /// at most [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY) live nonces.
+    pub fn new(history_begins: u64) -> Self {
+        Self::with_capacity(history_begins, Self::DEFAULT_CAPACITY)
+    }
 
     /// A store holding at most `capacity` live nonces.
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub fn with_capacity(history_begins: u64, capacity: usize) -> Self {
         Self {
-            nonces: DashMap::new(),
-            live: AtomicUsize::new(0),
+            nonces: NonceMap::new(Self::BUCKET_SECONDS),
+            history_begins,
             capacity,
         }
-    }
-
-    /// Forgets nonces whose retention ended before `now`; returns how many were dropped.
-    pub fn expire(&self, now: u64) -> usize {
-        let mut dropped = 0;
-        self.nonces.retain(|_, retain_until| {
-            let keep = *retain_until >= now;
-            dropped += usize::from(!keep);
-            keep
-        });
-        self.live.fetch_sub(dropped, Ordering::Relaxed);
-        dropped
-    }
-
-    /// Live nonces held.
-    pub fn len(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
-    }
-
-    /// Whether no nonce is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Default for MemoryNonceStore {
-    fn default() -> Self {
-        Self::with_capacity(Self::DEFAULT_CAPACITY)
     }
 }
 
@@ -233,23 +317,39 @@ impl NonceStore for MemoryNonceStore {
     fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
         let mut outcomes = Vec::with_capacity(claims.len());
         for claim in claims {
-            let outcome = match self.nonces.entry(claim.certificate_id) {
-                Entry::Occupied(_) => NonceOutcome::Replayed,
-                Entry::Vacant(slot) => {
-                    // Reserve a place first so that concurrent inserters never overshoot.
-                    if self.live.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-                        self.live.fetch_sub(1, Ordering::Relaxed);
-                        return Err(Error::Store {
-                            context: "nonce store",
-                            detail: format!("full: {} live nonces", self.capacity),
-                        });
-                    }
-                    slot.insert(claim.retain_until);
-                    NonceOutcome::Fresh
-                }
-            };
-            outcomes.push(outcome);
+            if claim.usable_from < self.history_begins {
+                outcomes.push(NonceOutcome::BeforeHistory);
+                continue;
+            }
+            if self.nonces.len() >= self.capacity {
+                return Err(Error::Store {
+                    context: "nonce store",
+                    detail: format!("full: {} live nonces", self.capacity),
+                });
+            }
+            let fresh = self.nonces.insert_if_absent(
+                claim.certificate_id,
+                claim.expires_at,
+                claim.retain_until,
+            );
+            outcomes.push(if fresh {
+                NonceOutcome::Fresh
+            } else {
+                NonceOutcome::Replayed
+            });
         }
         Ok(outcomes)
+    }
+
+    fn history_begins(&self) -> u64 {
+        self.history_begins
+    }
+
+    fn live_nonces(&self) -> usize {
+        self.nonces.len()
+    }
+
+    fn expire(&self, now: u64) -> Result<usize, Error> {
+        Ok(self.nonces.expire(now).len())
     }
 }

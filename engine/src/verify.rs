@@ -33,11 +33,14 @@ pub enum Reason {
     Revoked,
     /// Already used: this certificate's one verification has happened.
     Replayed,
+    /// The nonce store's history begins after this certificate could first have been used (a
+    /// new, emptied or restored store), so it cannot tell whether this is the first use.
+    HistoryUnavailable,
 }
 
 impl Reason {
     /// Every reason, in the order checks run.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Malformed,
         Reason::UnsupportedVersion,
         Reason::UnknownKey,
@@ -48,6 +51,7 @@ impl Reason {
         Reason::BadSignature,
         Reason::Revoked,
         Reason::Replayed,
+        Reason::HistoryUnavailable,
     ];
 
     /// The stable code.
@@ -63,6 +67,7 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::Revoked => "revoked",
             Reason::Replayed => "replayed",
+            Reason::HistoryUnavailable => "history_unavailable",
         }
     }
 
@@ -321,6 +326,8 @@ impl Verifier {
                     } else {
                         claims.push(NonceClaim {
                             certificate_id: fields.certificate_id,
+                            usable_from: fields.issued_at.saturating_sub(self.config.skew),
+                            expires_at: fields.expires_at(),
                             retain_until: fields.expires_at().saturating_add(self.config.skew),
                         });
                         Verdict::Valid(Verified {
@@ -346,8 +353,18 @@ impl Verifier {
         }
         let mut outcomes = outcomes.into_iter();
         for verdict in verdicts.iter_mut().filter(|verdict| verdict.is_valid()) {
-            if outcomes.next() == Some(NonceOutcome::Replayed) {
-                *verdict = Verdict::from(Reason::Replayed);
+            match outcomes.next() {
+                Some(NonceOutcome::Fresh) => {}
+                Some(NonceOutcome::Replayed) => *verdict = Verdict::from(Reason::Replayed),
+                Some(NonceOutcome::BeforeHistory) => {
+                    *verdict = Verdict::from(Reason::HistoryUnavailable);
+                }
+                None => {
+                    return Err(Error::Store {
+                        context: "consume",
+                        detail: "missing outcome".into(),
+                    });
+                }
             }
         }
         Ok(verdicts)

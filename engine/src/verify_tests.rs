@@ -33,7 +33,7 @@ fn fixture() -> Fixture {
     let verifier = Verifier::new(
         keys.clone(),
         revocations.clone(),
-        Arc::new(MemoryNonceStore::default()),
+        Arc::new(MemoryNonceStore::new(0)),
         VerifierConfig::default(),
     );
     Fixture {
@@ -510,10 +510,50 @@ fn verify_text_str(fixture: &Fixture, text: &str) -> Verdict {
 }
 
 #[test]
+fn history_unavailable_for_certificates_older_than_the_store() {
+    let keys = Arc::new(KeyRegistry::new());
+    keys.insert(issuer().key().public_key().clone()).unwrap();
+    let started = NOW + 100;
+    let verifier = Verifier::new(
+        keys,
+        Arc::new(MemoryRevocationSet::new()),
+        Arc::new(MemoryNonceStore::new(started)),
+        VerifierConfig::default(),
+    );
+    let skew = VerifierConfig::DEFAULT_SKEW;
+    let before = issuer().issue(&request(), started + skew - 1).unwrap();
+    let after = issuer().issue(&request(), started + skew).unwrap();
+    let verify = |certificate: &Certificate| {
+        verifier
+            .verify(
+                Input::Binary(certificate.as_bytes()),
+                &context(started + skew),
+            )
+            .unwrap()
+    };
+    assert_eq!(verify(&before).reason(), Some(Reason::HistoryUnavailable));
+    assert_eq!(
+        verify(&before).reason(),
+        Some(Reason::HistoryUnavailable),
+        "not consumed"
+    );
+    assert!(verify(&after).is_valid());
+}
+
+#[test]
 fn store_failure_is_an_error_never_a_verdict() {
     struct Broken;
     impl NonceStore for Broken {
         fn consume_batch(&self, _: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
+            Err(Error::Poisoned)
+        }
+        fn history_begins(&self) -> u64 {
+            0
+        }
+        fn live_nonces(&self) -> usize {
+            0
+        }
+        fn expire(&self, _: u64) -> Result<usize, Error> {
             Err(Error::Poisoned)
         }
     }

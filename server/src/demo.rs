@@ -116,6 +116,7 @@ fn qr_code(certificate: &Certificate) -> Option<String> {
 /// Runs the demo, writing to `out`.
 pub(crate) fn run(out: &mut impl Write, show_qr: bool) -> Result<(), DemoError> {
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let started = clock.now();
     let issuer = Issuer::new(IssuerSigningKey::generate()?, IssuerPolicy::default())?;
     let keys = Arc::new(KeyRegistry::new());
     keys.insert(issuer.key().public_key().clone())?;
@@ -123,12 +124,15 @@ pub(crate) fn run(out: &mut impl Write, show_qr: bool) -> Result<(), DemoError> 
     let verifier = Verifier::new(
         keys,
         revocations.clone(),
-        Arc::new(MemoryNonceStore::default()),
+        Arc::new(MemoryNonceStore::new(started)),
         VerifierConfig::default(),
     );
     let shop: PlatformId = "shop.example".parse()?;
     let bank: PlatformId = "bank.example".parse()?;
     let holder = WebNumber::generate()?;
+    // A fresh nonce store cannot vouch for certificates that might have been used before it
+    // started: let the tier run for a minute before the first authentication.
+    clock.advance(60);
     let mut demo = Demo {
         out,
         verifier,

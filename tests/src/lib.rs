@@ -8,6 +8,12 @@ use cyberid_engine::{
     IssuerPublicKey, KeyRegistry, MemoryNonceStore, MemoryRevocationSet, Verifier, VerifierConfig,
 };
 
+/// The crash test's fixed clock: the store is created at this time.
+pub const CRASH_CLOCK: u64 = 1_790_000_000;
+/// The crash test's certificates are issued and verified at this time, inside the store's
+/// history and inside their validity window.
+pub const CRASH_ISSUED_AT: u64 = CRASH_CLOCK + 60;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,7 +31,7 @@ pub fn memory_verifier(keys: &[IssuerPublicKey]) -> Verifier {
     Verifier::new(
         registry,
         Arc::new(MemoryRevocationSet::new()),
-        Arc::new(MemoryNonceStore::default()),
+        Arc::new(MemoryNonceStore::new(0)),
         VerifierConfig::default(),
     )
 }

@@ -1,5 +1,6 @@
 //! cyberid's integration tests, one binary with a module per subject.
 
 mod annex_a;
+mod crash;
 mod openssl_interop;
 mod protocol_vectors;
