@@ -71,6 +71,10 @@ pub struct StoreOptions {
     pub max_live_nonces: usize,
     /// How often the committer thread drops expired buckets on its own.
     pub expiry_interval: Duration,
+    /// Memtable size per column family, bytes. RocksDB also preallocates each WAL file at about
+    /// 1.1 times this. Smaller bounds memory (about ten column families are live); larger
+    /// flushes less often.
+    pub memtable_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +85,7 @@ impl Default for StoreOptions {
             bucket_seconds: 60,
             max_live_nonces: 50_000_000,
             expiry_interval: Duration::from_secs(10),
+            memtable_bytes: 16 << 20,
         }
     }
 }
@@ -163,8 +168,14 @@ fn nonce_cf_name(bucket: u64) -> String {
     format!("{NONCES_PREFIX}{bucket:012}")
 }
 
-fn db_options() -> Options {
-    let mut options = Options::default();
+fn family_options(options: &StoreOptions) -> Options {
+    let mut family = Options::default();
+    family.set_write_buffer_size(options.memtable_bytes);
+    family
+}
+
+fn db_options(store: &StoreOptions) -> Options {
+    let mut options = family_options(store);
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     // Check every block read against its checksum, and stop at the first sign of damage
@@ -229,7 +240,7 @@ impl DurableStore {
                 }
             }
         }
-        let db_options = db_options();
+        let db_options = db_options(&options);
         let existing = if exists {
             Db::list_cf(&db_options, path).map_err(|e| store_error("list column families", &e))?
         } else {
@@ -249,7 +260,7 @@ impl DurableStore {
         );
         let descriptors = families
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(name, family_options(&options)));
         let db = Db::open_cf_descriptors(&db_options, path, descriptors)
             .map_err(|e| store_error("open", &e))?;
 
@@ -546,7 +557,7 @@ impl Inner {
                     let name = nonce_cf_name(write.bucket);
                     if self.db.cf_handle(&name).is_none() {
                         self.db
-                            .create_cf(&name, &Options::default())
+                            .create_cf(&name, &family_options(&self.options))
                             .map_err(|error| {
                                 let error = store_error("create bucket", &error);
                                 let _ = self.poisoned.set(format!("create bucket: {error}"));

@@ -2,5 +2,6 @@
 
 mod annex_a;
 mod crash;
+mod full_disk;
 mod openssl_interop;
 mod protocol_vectors;
