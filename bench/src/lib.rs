@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use cyberid_engine::{
-    Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry, MemoryNonceStore, MemoryRevocationSet,
-    Verifier, VerifierConfig,
+    CertificateId, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry, MemoryNonceStore,
+    MemoryRevocationSet, NonceClaim, Verifier, VerifierConfig, WebNumber,
 };
 
 /// A fixed clock for benches, inside every certificate's validity window.
@@ -27,4 +27,37 @@ pub fn issuer_and_verifier() -> (Issuer, Verifier) {
         VerifierConfig::default(),
     );
     (issuer, verifier)
+}
+
+/// A claim for the `n`th distinct certificate id, expiring within the next five minutes (spread
+/// over several expiry buckets, as live traffic is).
+pub fn claim(n: u64) -> NonceClaim {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&n.to_be_bytes());
+    id[8..].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    let expires_at = NOW + 60 + n % 300;
+    NonceClaim {
+        certificate_id: CertificateId::from_bytes(id),
+        usable_from: NOW,
+        expires_at,
+        retain_until: expires_at + 30,
+    }
+}
+
+/// The `n`th distinct Web Number (n below 2^50).
+pub fn web_number(n: u64) -> WebNumber {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let text: String = (0..10)
+        .rev()
+        .map(|digit| char::from(ALPHABET[((n >> (5 * digit)) & 31) as usize]))
+        .collect();
+    text.parse().expect("alphabet characters")
+}
+
+/// Resident memory of this process, bytes.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }

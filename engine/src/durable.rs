@@ -710,33 +710,36 @@ impl RevocationSet for DurableStore {
         self.inner.revocations.key_revoked(key_id)
     }
 
-    fn apply(&self, record: RevocationRecord) -> Result<u64, Error> {
-        validate_record(&record)?;
+    fn apply_batch(&self, records: &[RevocationRecord]) -> Result<u64, Error> {
+        records.iter().try_for_each(validate_record)?;
         let mut seq = self
             .inner
             .revocation_seq
             .lock()
             .map_err(|_| Error::Poisoned)?;
-        let next = *seq + 1;
         let state = self.inner.cf(REVOCATION_STATE)?;
         let log = self.inner.cf(REVOCATION_LOG)?;
         let mut batch = WriteBatch::default();
-        match encode_state(&record.change) {
-            (key, Some(value)) => batch.put_cf(&state, key, value),
-            (key, None) => batch.delete_cf(&state, key),
+        for (offset, record) in (1..).zip(records) {
+            match encode_state(&record.change) {
+                (key, Some(value)) => batch.put_cf(&state, key, value),
+                (key, None) => batch.delete_cf(&state, key),
+            }
+            let json = serde_json::to_vec(record).map_err(|e| Error::Store {
+                context: "encode revocation",
+                detail: e.to_string(),
+            })?;
+            batch.put_cf(&log, (*seq + offset).to_be_bytes(), json);
         }
-        let json = serde_json::to_vec(&record).map_err(|e| Error::Store {
-            context: "encode revocation",
-            detail: e.to_string(),
-        })?;
-        batch.put_cf(&log, next.to_be_bytes(), json);
         drop((state, log));
         self.inner.write(batch, "revocation")?;
         // Durable first, visible second, acknowledged last: an acknowledged revocation is
         // always both.
-        self.inner.revocations.apply(&record.change);
-        *seq = next;
-        Ok(next)
+        for record in records {
+            self.inner.revocations.apply(&record.change);
+        }
+        *seq += records.len() as u64;
+        Ok(*seq)
     }
 
     fn history(&self, after: u64, limit: usize) -> Result<Vec<(u64, RevocationRecord)>, Error> {

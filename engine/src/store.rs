@@ -75,8 +75,14 @@ pub trait RevocationSet: Send + Sync {
     fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool;
     /// Whether this issuer key was revoked.
     fn key_revoked(&self, key_id: &KeyId) -> bool;
-    /// Records a change, returning its sequence number in the history.
-    fn apply(&self, record: RevocationRecord) -> Result<u64, Error>;
+    /// Records a change, returning its sequence number in the history. Durable (for a durable
+    /// implementation) and visible to lookups before it returns.
+    fn apply(&self, record: RevocationRecord) -> Result<u64, Error> {
+        self.apply_batch(std::slice::from_ref(&record))
+    }
+    /// Records several changes in order with one durable write, all or none; returns the last
+    /// sequence number.
+    fn apply_batch(&self, records: &[RevocationRecord]) -> Result<u64, Error>;
     /// Up to `limit` history entries with sequence numbers above `after`, oldest first.
     fn history(&self, after: u64, limit: usize) -> Result<Vec<(u64, RevocationRecord)>, Error>;
     /// Counts of what is held: suspended or revoked Web Numbers, revoked certificates, revoked
@@ -252,12 +258,14 @@ impl RevocationSet for MemoryRevocationSet {
         self.maps.key_revoked(key_id)
     }
 
-    fn apply(&self, record: RevocationRecord) -> Result<u64, Error> {
-        validate_record(&record)?;
+    fn apply_batch(&self, records: &[RevocationRecord]) -> Result<u64, Error> {
+        records.iter().try_for_each(validate_record)?;
         // One lock orders the history and the maps alike.
         let mut history = self.history.lock().map_err(|_| Error::Poisoned)?;
-        self.maps.apply(&record.change);
-        history.push(record);
+        for record in records {
+            self.maps.apply(&record.change);
+            history.push(record.clone());
+        }
         Ok(history.len() as u64)
     }
 

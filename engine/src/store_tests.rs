@@ -78,8 +78,8 @@ macro_rules! contract {
 
 contract!(memory: first_use_is_fresh_then_replayed, duplicates_in_one_batch, certificates_from_before_history_are_refused, concurrent_claims_yield_exactly_one_fresh, expiry_drops_whole_buckets_by_the_clock);
 contract!(durable: first_use_is_fresh_then_replayed, duplicates_in_one_batch, certificates_from_before_history_are_refused, concurrent_claims_yield_exactly_one_fresh, expiry_drops_whole_buckets_by_the_clock);
-contract!(memory_revocations: standing_moves_through_suspend_revoke_reinstate, certificates_and_keys_are_revoked, history_pages_in_order, bad_records_are_refused_and_not_recorded);
-contract!(durable_revocations: standing_moves_through_suspend_revoke_reinstate, certificates_and_keys_are_revoked, history_pages_in_order, bad_records_are_refused_and_not_recorded);
+contract!(memory_revocations: standing_moves_through_suspend_revoke_reinstate, certificates_and_keys_are_revoked, history_pages_in_order, bad_records_are_refused_and_not_recorded, batches_apply_in_order_all_or_nothing);
+contract!(durable_revocations: standing_moves_through_suspend_revoke_reinstate, certificates_and_keys_are_revoked, history_pages_in_order, bad_records_are_refused_and_not_recorded, batches_apply_in_order_all_or_nothing);
 
 fn durable_revocations() -> Subject<DurableStore> {
     durable()
@@ -265,6 +265,50 @@ fn bad_records_are_refused_and_not_recorded<S: RevocationSet>(subject: Subject<S
     }
     assert_eq!(set.standing(&holder), Standing::Active);
     assert!(set.history(0, 10).unwrap().is_empty());
+}
+
+fn batches_apply_in_order_all_or_nothing<S: RevocationSet>(subject: Subject<S>) {
+    let set = &subject.store;
+    let holder = web_number("7K3MQ9XZ2P");
+    let suspend = record(RevocationChange::WebNumber {
+        web_number: holder,
+        standing: Standing::Suspended,
+    });
+    let reinstate = record(RevocationChange::WebNumber {
+        web_number: holder,
+        standing: Standing::Active,
+    });
+    let revoke = record(RevocationChange::WebNumber {
+        web_number: holder,
+        standing: Standing::Revoked,
+    });
+    assert_eq!(
+        set.apply_batch(&[suspend.clone(), reinstate, revoke])
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        set.standing(&holder),
+        Standing::Revoked,
+        "the last change in a batch wins"
+    );
+    let invalid = RevocationRecord {
+        reason: String::new(),
+        ..suspend
+    };
+    let other = web_number("0123456789");
+    let first = record(RevocationChange::WebNumber {
+        web_number: other,
+        standing: Standing::Revoked,
+    });
+    assert!(set.apply_batch(&[first, invalid]).is_err());
+    assert_eq!(
+        set.standing(&other),
+        Standing::Active,
+        "a refused batch changes nothing"
+    );
+    assert_eq!(set.history(0, 10).unwrap().len(), 3);
+    assert_eq!(set.apply_batch(&[]).unwrap(), 3);
 }
 
 // What only the durable store promises.
