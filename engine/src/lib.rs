@@ -57,6 +57,7 @@ mod issue;
 mod keys;
 mod nonce_map;
 mod platform;
+mod sm2fast;
 mod store;
 mod verify;
 mod web_number;
