@@ -86,6 +86,12 @@ pub enum Error {
     /// silently lost.
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    /// The verification queue is full: try again shortly.
+    #[error("the verification queue is full")]
+    Overloaded,
+    /// The pipeline is shutting down and takes no more work.
+    #[error("the verification pipeline is shutting down")]
+    Shutdown,
     /// A store failed earlier and refuses all further work until it is reopened.
     #[error("store is poisoned by an earlier failure and refuses further work")]
     Poisoned,
@@ -113,6 +119,8 @@ impl Error {
             Error::IncompatibleFormat { .. } => "store_format",
             Error::Locked(_) => "store_locked",
             Error::Corrupt(_) => "store_corrupt",
+            Error::Overloaded => "overloaded",
+            Error::Shutdown => "shutting_down",
             Error::Poisoned => "store_poisoned",
         }
     }
@@ -130,6 +138,8 @@ impl Error {
                 | Error::IncompatibleFormat { .. }
                 | Error::Locked(_)
                 | Error::Corrupt(_)
+                | Error::Overloaded
+                | Error::Shutdown
         )
     }
 }

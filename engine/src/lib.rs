@@ -56,6 +56,7 @@ mod error;
 mod issue;
 mod keys;
 mod nonce_map;
+mod pipeline;
 mod platform;
 mod sm2fast;
 mod store;
@@ -73,6 +74,7 @@ pub use issue::{IssueRequest, Issuer, IssuerPolicy};
 pub use keys::{
     DEFAULT_SM2_ID, IssuerPublicKey, IssuerSigningKey, KeyId, KeyRegistry, KeyState, RegisteredKey,
 };
+pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
 pub use platform::PlatformId;
 pub use store::{
     MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
@@ -92,6 +94,8 @@ pub mod testing {
     }
 }
 
+#[cfg(test)]
+mod pipeline_tests;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl Jacobian {
     }
 
     /// The affine form, or `None` at infinity.
-    pub(crate) fn to_affine(&self) -> Option<Affine> {
+    pub(crate) fn to_affine(self) -> Option<Affine> {
         if self.is_infinity() {
             return None;
         }
