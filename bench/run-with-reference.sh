@@ -14,6 +14,6 @@ reference() {
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "== $(openssl version), $(rustc --version)"
 reference before
-echo "== cargo bench -p cyberid-bench"
-cargo bench -p cyberid-bench --bench certificate -- "$@"
+echo "== cargo bench -p cyberid-bench $*"
+cargo bench -p cyberid-bench -- "$@"
 reference after

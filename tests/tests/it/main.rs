@@ -5,3 +5,4 @@ mod crash;
 mod full_disk;
 mod openssl_interop;
 mod protocol_vectors;
+mod sm2_differential;
