@@ -29,7 +29,9 @@ fn open(path: &std::path::Path) -> Result<(DurableStore, f64, u64), cyberid_engi
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().nth(1).as_deref() == Some("reopen") {
-        let path = std::env::args().nth(2).ok_or("usage: store_scale reopen <data-dir>")?;
+        let path = std::env::args()
+            .nth(2)
+            .ok_or("usage: store_scale reopen <data-dir>")?;
         let baseline = resident_bytes();
         let (store, seconds, grown) = open(path.as_ref())?;
         let (revocations, nonces) = (store.counts().web_numbers, store.live_nonces());
