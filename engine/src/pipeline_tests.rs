@@ -171,22 +171,11 @@ fn a_full_queue_is_refused_at_once_and_admitted_requests_are_still_answered() {
 
 #[test]
 fn a_store_failure_reaches_every_caller_in_the_batch() {
-    struct Failing;
-    impl NonceStore for Failing {
-        fn consume_batch(&self, _: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
-            Err(Error::Poisoned)
-        }
-        fn history_begins(&self) -> u64 {
-            0
-        }
-        fn live_nonces(&self) -> usize {
-            0
-        }
-        fn expire(&self, _: u64) -> Result<usize, Error> {
-            Ok(0)
-        }
-    }
-    let pipeline = Pipeline::start(verifier(Arc::new(Failing)), PipelineConfig::default()).unwrap();
+    let pipeline = Pipeline::start(
+        verifier(Arc::new(crate::store::FailingNonceStore)),
+        PipelineConfig::default(),
+    )
+    .unwrap();
     let result = pipeline
         .submit(OwnedInput::Text(certificate_text()), context())
         .unwrap()

@@ -361,3 +361,23 @@ impl NonceStore for MemoryNonceStore {
         Ok(self.nonces.expire(now).len())
     }
 }
+
+/// A nonce store whose every write fails, as a poisoned durable store's would.
+#[cfg(test)]
+pub(crate) struct FailingNonceStore;
+
+#[cfg(test)]
+impl NonceStore for FailingNonceStore {
+    fn consume_batch(&self, _: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
+        Err(Error::Poisoned)
+    }
+    fn history_begins(&self) -> u64 {
+        0
+    }
+    fn live_nonces(&self) -> usize {
+        0
+    }
+    fn expire(&self, _: u64) -> Result<usize, Error> {
+        Err(Error::Poisoned)
+    }
+}

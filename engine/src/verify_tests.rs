@@ -542,27 +542,12 @@ fn history_unavailable_for_certificates_older_than_the_store() {
 
 #[test]
 fn store_failure_is_an_error_never_a_verdict() {
-    struct Broken;
-    impl NonceStore for Broken {
-        fn consume_batch(&self, _: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
-            Err(Error::Poisoned)
-        }
-        fn history_begins(&self) -> u64 {
-            0
-        }
-        fn live_nonces(&self) -> usize {
-            0
-        }
-        fn expire(&self, _: u64) -> Result<usize, Error> {
-            Err(Error::Poisoned)
-        }
-    }
     let keys = Arc::new(KeyRegistry::new());
     keys.insert(issuer().key().public_key().clone()).unwrap();
     let verifier = Verifier::new(
         keys,
         Arc::new(MemoryRevocationSet::new()),
-        Arc::new(Broken),
+        Arc::new(crate::store::FailingNonceStore),
         VerifierConfig::default(),
     );
     let certificate = issuer().issue(&request(), NOW).unwrap();
