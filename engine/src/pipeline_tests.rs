@@ -1,21 +1,11 @@
 //! The pipeline: lone requests, replay safety across a batch, overload, store failures.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
+use crate::verify_tests::issuer;
 use crate::*;
 
 const NOW: u64 = 1_790_000_000;
-
-fn issuer() -> &'static Issuer {
-    static ISSUER: OnceLock<Issuer> = OnceLock::new();
-    ISSUER.get_or_init(|| {
-        Issuer::new(
-            IssuerSigningKey::generate().unwrap(),
-            IssuerPolicy::default(),
-        )
-        .unwrap()
-    })
-}
 
 fn verifier(nonces: Arc<dyn NonceStore>) -> Arc<Verifier> {
     let keys = Arc::new(KeyRegistry::new());

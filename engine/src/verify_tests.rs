@@ -9,7 +9,7 @@ use crate::*;
 const NOW: u64 = 1_790_000_000;
 
 /// Key generation and signing are the slow part; share one issuer across tests.
-fn issuer() -> &'static Issuer {
+pub(crate) fn issuer() -> &'static Issuer {
     static ISSUER: OnceLock<Issuer> = OnceLock::new();
     ISSUER.get_or_init(|| {
         Issuer::new(

@@ -68,6 +68,31 @@ fn openssl_verifies(dir: &Path, message: &[u8], signature: &[u8; 64]) -> bool {
     )
 }
 
+/// Signs `message` with the OpenSSL command line and `issuer.pem`, with the default SM2 ID or
+/// (as OpenSSL 3.0 does unless told) an empty one; returns `r || s`.
+fn openssl_sign(dir: &Path, message: &[u8], default_id: bool) -> [u8; 64] {
+    std::fs::write(dir.join("m.bin"), message).unwrap();
+    let mut args = vec![
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        "issuer.pem",
+        "-rawin",
+        "-digest",
+        "sm3",
+    ];
+    if default_id {
+        args.extend(["-pkeyopt", ID_OPTION]);
+    }
+    args.extend(["-in", "m.bin", "-out", "sig.der"]);
+    assert!(openssl(dir, &args));
+    let der = std::fs::read(dir.join("sig.der")).unwrap();
+    sm2::dsa::Signature::from_der(&der)
+        .unwrap()
+        .to_bytes()
+        .into()
+}
+
 #[test]
 fn engine_certificate_verifies_with_openssl() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,30 +121,8 @@ fn openssl_signature_verifies_in_the_engine() {
         .issue(&IssueRequest::new(WebNumber::generate().unwrap()), NOW)
         .unwrap();
     let fields: CertificateFields = *template.fields();
-    std::fs::write(dir.path().join("m.bin"), testing::signed_bytes(&fields)).unwrap();
-    assert!(openssl(
-        dir.path(),
-        &[
-            "pkeyutl",
-            "-sign",
-            "-inkey",
-            "issuer.pem",
-            "-rawin",
-            "-digest",
-            "sm3",
-            "-pkeyopt",
-            ID_OPTION,
-            "-in",
-            "m.bin",
-            "-out",
-            "sig.der",
-        ],
-    ));
-    let der = std::fs::read(dir.path().join("sig.der")).unwrap();
-    let signature = sm2::dsa::Signature::from_der(&der).unwrap().to_bytes();
-
-    let mut bytes = testing::signed_bytes(&fields);
-    bytes.extend_from_slice(&signature);
+    let signature = openssl_sign(dir.path(), &testing::signed_bytes(&fields), true);
+    let bytes = [testing::signed_bytes(&fields), signature.to_vec()].concat();
     let certificate = Certificate::from_bytes(&bytes).unwrap();
     let verifier = memory_verifier(&[verifying]);
     let context = Context {
@@ -132,26 +135,8 @@ fn openssl_signature_verifies_in_the_engine() {
     assert!(verdict.is_valid(), "{verdict:?}");
 
     // Without the ID option OpenSSL 3.0 signs with an empty ID: the engine must refuse that.
-    assert!(openssl(
-        dir.path(),
-        &[
-            "pkeyutl",
-            "-sign",
-            "-inkey",
-            "issuer.pem",
-            "-rawin",
-            "-digest",
-            "sm3",
-            "-in",
-            "m.bin",
-            "-out",
-            "sig-empty-id.der",
-        ],
-    ));
-    let der = std::fs::read(dir.path().join("sig-empty-id.der")).unwrap();
-    let signature = sm2::dsa::Signature::from_der(&der).unwrap().to_bytes();
-    let mut bytes = testing::signed_bytes(&fields);
-    bytes.extend_from_slice(&signature);
+    let signature = openssl_sign(dir.path(), &testing::signed_bytes(&fields), false);
+    let bytes = [testing::signed_bytes(&fields), signature.to_vec()].concat();
     let verdict = verifier.verify(Input::Binary(&bytes), &context).unwrap();
     assert_eq!(verdict.reason(), Some(cyberid_engine::Reason::BadSignature));
 }
