@@ -34,7 +34,7 @@ use rocksdb::{
 use crate::nonce_map::NonceMap;
 use crate::store::{RevocationMaps, validate_record};
 use crate::{
-    CertificateId, Clock, Error, KeyId, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
+    CertificateId, Clock, Error, KeyId, NonceClaim, Observer, NonceOutcome, NonceStore, RevocationChange,
     RevocationCounts, RevocationRecord, RevocationSet, Standing, WebNumber,
 };
 
@@ -75,6 +75,12 @@ pub struct StoreOptions {
     /// 1.1 times this. Smaller bounds memory (about ten column families are live); larger
     /// flushes less often.
     pub memtable_bytes: usize,
+    /// For a new store only: when its history begins. `None` (the default) is the moment it is
+    /// created, which is always safe. An earlier time asserts that no certificate was verified
+    /// anywhere before it: true for a deployment's first node whose issuer keys are new, and
+    /// false for a node joining or replacing one that already served. An existing store keeps
+    /// its own history.
+    pub history_begins: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -86,6 +92,7 @@ impl Default for StoreOptions {
             max_live_nonces: 50_000_000,
             expiry_interval: Duration::from_secs(10),
             memtable_bytes: 16 << 20,
+            history_begins: None,
         }
     }
 }
@@ -120,6 +127,7 @@ struct Inner {
     poisoned: OnceLock<String>,
     options: StoreOptions,
     clock: Arc<dyn Clock>,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 /// The durable revocation set and nonce store on one RocksDB instance. Implements both
@@ -268,6 +276,7 @@ impl DurableStore {
         let format = read_u64(&db, META, FORMAT_KEY)?;
         let (history_begins, bucket_seconds) = match format {
             None if !exists => {
+                let history_begins = options.history_begins.unwrap_or(now).min(now);
                 let meta = db
                     .cf_handle(META)
                     .ok_or(Error::Corrupt("meta column family missing".into()))?;
@@ -277,7 +286,7 @@ impl DurableStore {
                     FORMAT_KEY,
                     u64::from(STORE_FORMAT_VERSION).to_be_bytes(),
                 );
-                batch.put_cf(&meta, HISTORY_BEGINS_KEY, now.to_be_bytes());
+                batch.put_cf(&meta, HISTORY_BEGINS_KEY, history_begins.to_be_bytes());
                 batch.put_cf(
                     &meta,
                     BUCKET_SECONDS_KEY,
@@ -287,7 +296,7 @@ impl DurableStore {
                 drop(meta);
                 db.write_opt(batch, &synced())
                     .map_err(|e| store_error("initialise", &e))?;
-                (now, options.bucket_seconds)
+                (history_begins, options.bucket_seconds)
             }
             None => return Err(Error::Corrupt("format version missing".into())),
             Some(found) if found != u64::from(STORE_FORMAT_VERSION) => {
@@ -315,6 +324,7 @@ impl DurableStore {
             poisoned: OnceLock::new(),
             options,
             clock,
+            observer: OnceLock::new(),
         };
         inner.load_revocations()?;
         inner.load_nonces(&families, now)?;
@@ -355,6 +365,11 @@ impl DurableStore {
     /// [`Error::Poisoned`]; readiness checks report this.
     pub fn poisoned(&self) -> Option<&str> {
         self.inner.poisoned.get().map(String::as_str)
+    }
+
+    /// Reports every synced write to `observer` from now on. Only the first observer set is kept.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// The data directory.
@@ -399,11 +414,16 @@ impl Inner {
     /// Writes and syncs a batch; a failure poisons the store.
     fn write(&self, batch: WriteBatch, context: &'static str) -> Result<(), Error> {
         self.check_poisoned()?;
+        let started = Instant::now();
         self.db.write_opt(batch, &synced()).map_err(|error| {
             let error = store_error(context, &error);
             let _ = self.poisoned.set(format!("{context}: {error}"));
             error
-        })
+        })?;
+        if let Some(observer) = self.observer.get() {
+            observer.store_synced(started.elapsed());
+        }
+        Ok(())
     }
 
     fn load_revocations(&self) -> Result<(), Error> {

@@ -56,6 +56,7 @@ mod error;
 mod issue;
 mod keys;
 mod nonce_map;
+mod observe;
 mod pipeline;
 mod platform;
 mod sm2fast;
@@ -75,6 +76,7 @@ pub use keys::{
     DEFAULT_SM2_ID, IssuerPublicKey, IssuerSigningKey, KeyId, KeyRegistry, KeyState, RegisteredKey,
 };
 pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
+pub use observe::Observer;
 pub use platform::PlatformId;
 pub use store::{
     MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,

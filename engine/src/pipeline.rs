@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rayon::prelude::*;
 
-use crate::{Context, Error, Input, Reason, SignedCertificate, Verdict, Verifier};
+use crate::{
+    Context, Error, Input, Observer, Reason, SignedCertificate, Verdict, Verifier,
+};
 
 /// Settings of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +129,15 @@ impl PendingVerdict {
 impl Pipeline {
     /// Starts the batcher, the settler and the rayon pool.
     pub fn start(verifier: Arc<Verifier>, config: PipelineConfig) -> Result<Self, Error> {
+        Self::start_observed(verifier, config, None)
+    }
+
+    /// Starts the pipeline, reporting each checked batch to `observer`.
+    pub fn start_observed(
+        verifier: Arc<Verifier>,
+        config: PipelineConfig,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Self, Error> {
         if config.max_batch == 0 || config.queue_capacity == 0 || config.threads == 0 {
             return Err(Error::Config(
                 "max_batch, queue_capacity and threads must be positive",
@@ -155,7 +166,14 @@ impl Pipeline {
             spawn(
                 "cyberid-batcher",
                 Box::new(move || {
-                    run_batcher(&verifier, &pool, &jobs, &checked_sender, &stats, config)
+                    let batcher = Batcher {
+                        verifier: &verifier,
+                        pool: &pool,
+                        stats: &stats,
+                        observer: observer.as_deref(),
+                        config,
+                    };
+                    batcher.run(&jobs, &checked_sender);
                 }),
             )?
         };
@@ -219,46 +237,59 @@ impl Drop for Pipeline {
     }
 }
 
-fn run_batcher(
-    verifier: &Verifier,
-    pool: &rayon::ThreadPool,
-    jobs: &Receiver<Job>,
-    checked: &Sender<Checked>,
-    stats: &PipelineStats,
+struct Batcher<'a> {
+    verifier: &'a Verifier,
+    pool: &'a rayon::ThreadPool,
+    stats: &'a PipelineStats,
+    observer: Option<&'a dyn Observer>,
     config: PipelineConfig,
-) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = Vec::with_capacity(config.max_batch);
-        batch.push(first);
-        let deadline = Instant::now() + config.max_wait;
-        while batch.len() < config.max_batch {
-            let next = if config.max_wait.is_zero() {
-                jobs.try_recv().ok()
-            } else {
-                jobs.recv_deadline(deadline).ok()
-            };
-            match next {
-                Some(job) => batch.push(job),
-                None => break,
+}
+
+impl Batcher<'_> {
+    fn run(&self, jobs: &Receiver<Job>, checked: &Sender<Checked>) {
+        let Batcher {
+            verifier,
+            pool,
+            stats,
+            observer,
+            config,
+        } = *self;
+        while let Ok(first) = jobs.recv() {
+            let mut batch = Vec::with_capacity(config.max_batch);
+            batch.push(first);
+            let deadline = Instant::now() + config.max_wait;
+            while batch.len() < config.max_batch {
+                let next = if config.max_wait.is_zero() {
+                    jobs.try_recv().ok()
+                } else {
+                    jobs.recv_deadline(deadline).ok()
+                };
+                match next {
+                    Some(job) => batch.push(job),
+                    None => break,
+                }
             }
-        }
-        let results = pool.install(|| {
-            batch
-                .par_iter()
-                .map(|job| verifier.check_signed(job.input.as_input(), &job.context))
-                .collect()
-        });
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats
-            .requests
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let replies = batch.into_iter().map(|job| job.reply).collect();
-        if checked.send(Checked { results, replies }).is_err() {
-            return;
+            let started = Instant::now();
+            let results = pool.install(|| {
+                batch
+                    .par_iter()
+                    .map(|job| verifier.check_signed(job.input.as_input(), &job.context))
+                    .collect()
+            });
+            if let Some(observer) = observer {
+                observer.batch_checked(batch.len(), started.elapsed());
+            }
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats
+                .requests
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let replies = batch.into_iter().map(|job| job.reply).collect();
+            if checked.send(Checked { results, replies }).is_err() {
+                return;
+            }
         }
     }
 }
-
 fn run_settler(verifier: &Verifier, checked: &Receiver<Checked>) {
     while let Ok(Checked { results, replies }) = checked.recv() {
         match verifier.settle(&results) {

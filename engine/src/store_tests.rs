@@ -429,6 +429,36 @@ fn reset_history_is_durable() {
 }
 
 #[test]
+fn a_first_node_may_declare_an_earlier_history_start_only_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_node = StoreOptions {
+        history_begins: Some(NOW - 1000),
+        ..StoreOptions::default()
+    };
+    let clock = Arc::new(ManualClock::new(NOW));
+    {
+        let store = DurableStore::open(dir.path(), first_node, clock.clone()).unwrap();
+        assert_eq!(store.history_begins(), NOW - 1000);
+        assert_eq!(store.consume(claim(1, NOW + 200)).unwrap(), NonceOutcome::Fresh);
+    }
+    // Reopening keeps the recorded start, whatever the options say.
+    let later = StoreOptions {
+        history_begins: Some(0),
+        ..StoreOptions::default()
+    };
+    let store = DurableStore::open(dir.path(), later, clock).unwrap();
+    assert_eq!(store.history_begins(), NOW - 1000);
+    // A start in the future is clamped to the moment of creation.
+    let other = tempfile::tempdir().unwrap();
+    let future = StoreOptions {
+        history_begins: Some(NOW + 10),
+        ..StoreOptions::default()
+    };
+    let store = DurableStore::open(other.path(), future, Arc::new(ManualClock::new(NOW))).unwrap();
+    assert_eq!(store.history_begins(), NOW);
+}
+
+#[test]
 fn a_missing_directory_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("a/b/data");

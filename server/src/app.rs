@@ -1,0 +1,226 @@
+//! The server's shared state: configuration, credentials, keys, and the engine once its store
+//! is open.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use cyberid_engine::{
+    Clock, DurableStore, Issuer, KeyRegistry, NonceStore, Pipeline, RevocationSet, SystemClock,
+    Verifier,
+};
+
+use crate::credentials::Credentials;
+use crate::datadir::{DataDir, LoadedKey};
+use crate::metrics::{Metrics, Sizes};
+use crate::{Error, ServeConfig};
+
+/// The engine of a node whose store is open. Field order is drop order: the pipeline answers
+/// what it queued before the store closes.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) store: Arc<DurableStore>,
+}
+
+/// Whether the node serves verifications, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Ready,
+    StoreOpening,
+    StoreFailed,
+    StorePoisoned,
+    ShuttingDown,
+}
+
+impl Readiness {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Readiness::Ready => "ready",
+            Readiness::StoreOpening => "store_opening",
+            Readiness::StoreFailed => "store_failed",
+            Readiness::StorePoisoned => "store_poisoned",
+            Readiness::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+pub(crate) struct App {
+    pub(crate) config: ServeConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) dir: DataDir,
+    credentials: ArcSwap<Credentials>,
+    keys: Arc<KeyRegistry>,
+    issuer: ArcSwapOption<Issuer>,
+    engine: ArcSwapOption<Engine>,
+    store_failure: OnceLock<cyberid_engine::Error>,
+    shutting_down: AtomicBool,
+    pub(crate) connections: AtomicUsize,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("data_dir", &self.dir.root())
+            .field("readiness", &self.readiness())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Reads keys and credentials from the data directory; the store opens separately
+    /// ([`App::open_store`]) because it can take seconds.
+    pub(crate) fn new(config: ServeConfig, dir: DataDir) -> Result<Self, Error> {
+        let app = Self {
+            credentials: ArcSwap::from_pointee(Credentials::load(&dir, config.rate_limit)?),
+            keys: Arc::new(KeyRegistry::new()),
+            issuer: ArcSwapOption::empty(),
+            engine: ArcSwapOption::empty(),
+            store_failure: OnceLock::new(),
+            shutting_down: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            metrics: Metrics::new(),
+            clock: Arc::new(SystemClock),
+            config,
+            dir,
+        };
+        app.reload_keys()?;
+        Ok(app)
+    }
+
+    /// Opens the store and starts the pipeline. Blocking: run it off the async workers.
+    pub(crate) fn open_store(&self) -> Result<(), cyberid_engine::Error> {
+        let result = (|| -> Result<Engine, cyberid_engine::Error> {
+            let store = Arc::new(DurableStore::open(
+                &self.dir.store_path(),
+                self.config.store(),
+                self.clock.clone(),
+            )?);
+            store.set_observer(self.metrics.clone());
+            let verifier = Arc::new(Verifier::new(
+                self.keys.clone(),
+                store.clone(),
+                store.clone(),
+                self.config.verifier(),
+            ));
+            let pipeline = Pipeline::start_observed(
+                verifier,
+                self.config.pipeline(),
+                Some(self.metrics.clone()),
+            )?;
+            Ok(Engine { pipeline, store })
+        })();
+        match result {
+            Ok(engine) => {
+                self.engine.store(Some(Arc::new(engine)));
+                Ok(())
+            }
+            Err(error) => {
+                let _ = self.store_failure.set(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    pub(crate) fn opened_engine(&self) -> Option<Arc<Engine>> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return None;
+        }
+        self.engine.load_full()
+    }
+
+    /// Takes the engine out for shutdown: requests still in flight keep their reference, and
+    /// the engine closes when the last one finishes.
+    pub(crate) fn take_engine(&self) -> Option<Arc<Engine>> {
+        self.shutting_down.store(true, Ordering::Release);
+        self.engine.swap(None)
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn readiness(&self) -> Readiness {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Readiness::ShuttingDown;
+        }
+        match self.engine.load().as_ref() {
+            Some(engine) if engine.store.poisoned().is_some() => Readiness::StorePoisoned,
+            Some(_) => Readiness::Ready,
+            None if self.store_failure.get().is_some() => Readiness::StoreFailed,
+            None => Readiness::StoreOpening,
+        }
+    }
+
+    pub(crate) fn credentials(&self) -> arc_swap::Guard<Arc<Credentials>> {
+        self.credentials.load()
+    }
+
+    pub(crate) fn issuer(&self) -> Option<Arc<Issuer>> {
+        self.issuer.load_full()
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Re-reads `credentials.toml`. On error the credentials in force stay.
+    pub(crate) fn reload_credentials(&self) -> Result<(), Error> {
+        let credentials = Credentials::load(&self.dir, self.config.rate_limit)?;
+        self.credentials.store(Arc::new(credentials));
+        Ok(())
+    }
+
+    /// Brings the key registry and the issuing key in line with `keys.toml`. On error nothing
+    /// changes.
+    pub(crate) fn reload_keys(&self) -> Result<(), Error> {
+        let (manifest, loaded) = self.dir.load_keys()?;
+        let mut issuing = None;
+        for LoadedKey {
+            entry,
+            public,
+            private,
+        } in loaded
+        {
+            if self.keys.get(&entry.id).is_none() {
+                self.keys.insert(public)?;
+            }
+            if let Some(at) = entry.retired_at {
+                self.keys.retire(&entry.id, at);
+            }
+            if manifest.issuing == Some(entry.id) {
+                issuing = private;
+            }
+        }
+        for registered in self.keys.list() {
+            let id = registered.key.key_id();
+            if !manifest.keys.iter().any(|entry| entry.id == id) {
+                self.keys.remove(&id);
+            }
+        }
+        let issuer = match issuing {
+            Some(key) => Some(Arc::new(Issuer::new(key, self.config.issuer_policy())?)),
+            None => None,
+        };
+        self.issuer.store(issuer);
+        Ok(())
+    }
+
+    pub(crate) fn render_metrics(&self) -> String {
+        let mut sizes = Sizes {
+            connections: self.connections.load(Ordering::Relaxed),
+            ready: self.readiness() == Readiness::Ready,
+            ..Sizes::default()
+        };
+        if let Some(engine) = self.engine.load().as_ref() {
+            let counts = engine.store.counts();
+            sizes.queue_depth = engine.pipeline.queued();
+            sizes.live_nonces = engine.store.live_nonces();
+            sizes.revoked_web_numbers = counts.web_numbers;
+            sizes.revoked_certificates = counts.certificates;
+            sizes.revoked_keys = counts.keys;
+        }
+        self.metrics.render(sizes)
+    }
+}

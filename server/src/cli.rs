@@ -1,0 +1,441 @@
+//! The `cyberid` command line: `serve`, `demo`, and the management of a data directory (keys,
+//! platforms, authorities). Management commands edit files under the directory's lock; a
+//! running server picks the changes up within a second.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cyberid_engine::{Clock, IssuerPublicKey, IssuerSigningKey, KeyId, PlatformId, SystemClock};
+use tracing_subscriber::EnvFilter;
+
+use crate::credentials::{self, CredentialsFile};
+use crate::{DataDir, Error, LogFormat, Scope, ServeArgs, ServeConfig, Server};
+
+/// cyberid: verification tier of the national network identity service.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct DataDirArg {
+    /// The data directory.
+    #[arg(long, env = "CYBERID_DATA_DIR", default_value = "cyberid-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the verification server until SIGTERM or SIGINT.
+    Serve(Box<ServeArgs>),
+    /// Create a node from scratch (keys, a platform, an authority), start it, and verify
+    /// certificates over HTTP: valid, replayed, revoked and more. Prints the curl commands to do
+    /// the same by hand, then keeps serving until Ctrl-C (or exits with --exit).
+    Demo(DemoArgs),
+    /// Create an empty data directory.
+    Init {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Also create the store, declaring that no certificate was verified anywhere before
+        /// this Unix time. Only for a deployment's first node with new issuer keys: by default a
+        /// store's history begins when it is created, and it refuses certificates that might
+        /// have been used before (`history_unavailable`).
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        history_begins: Option<u64>,
+    },
+    /// Issuer keys: generate, import, list, retire.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Platforms (relying parties) and their API keys.
+    #[command(subcommand)]
+    Platform(PlatformCommand),
+    /// Authorities (who may suspend, revoke and reinstate) and their API keys.
+    #[command(subcommand)]
+    Authority(AuthorityCommand),
+}
+
+/// Settings of `cyberid demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Data directory for the demo node; a new temporary directory when absent.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Print a certificate as a QR code in the terminal.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) qr: bool,
+    /// Shut down after the demo instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub(crate) exit: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Generate an SM2 issuer key pair in the data directory.
+    Generate {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Make it the key this node issues with (the first key always is).
+        #[arg(long)]
+        issuing: bool,
+    },
+    /// Import an SM2 key as `openssl genpkey -algorithm SM2` writes it: a PKCS#8 private key
+    /// (this node may then issue with it) or an SPKI public key (verification only).
+    Import {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The PEM file.
+        file: PathBuf,
+        /// Make it the key this node issues with.
+        #[arg(long)]
+        issuing: bool,
+    },
+    /// List the keys.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Retire a key now: it stops issuing; what it issued stays valid until it expires.
+    /// (To refuse everything a compromised key signed, revoke it through the admin API.)
+    Retire {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The key id (16 hex digits).
+        key_id: KeyId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PlatformCommand {
+    /// Register a platform and print its first API key (shown once).
+    Add {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Platform id: what certificates name as their audience.
+        id: PlatformId,
+        /// What it may do; repeat for several.
+        #[arg(long = "scope", value_enum, default_values_t = [Scope::Verify])]
+        scopes: Vec<Scope>,
+        /// Requests per second; the server's --rate-limit when absent, 0 for unlimited.
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// Print another API key for a platform, for rotation.
+    AddKey {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Platform id.
+        id: PlatformId,
+    },
+    /// Withdraw one API key by its id (the part after `cyp_`, up to the next `_`).
+    RevokeKey {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Key id.
+        key_id: String,
+    },
+    /// Remove a platform and all its keys.
+    Remove {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Platform id.
+        id: PlatformId,
+    },
+    /// List platforms.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthorityCommand {
+    /// Register an authority and print its first API key (shown once).
+    Add {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Authority id, recorded in the revocation history.
+        id: String,
+    },
+    /// Print another API key for an authority, for rotation.
+    AddKey {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Authority id.
+        id: String,
+    },
+    /// Withdraw one API key by its id (the part after `cya_`, up to the next `_`).
+    RevokeKey {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Key id.
+        key_id: String,
+    },
+    /// Remove an authority and all its keys.
+    Remove {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Authority id.
+        id: String,
+    },
+    /// List authorities.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+/// Runs the command line; the process's exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cyberid: {error} [{}]", error.code());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemClock.now()
+}
+
+fn execute(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Serve(args) => serve(&args),
+        Command::Demo(args) => crate::demo::run(&args),
+        Command::Init {
+            dir,
+            history_begins,
+        } => {
+            let opened = DataDir::open_or_init(&dir.data_dir)?;
+            if let Some(at) = history_begins {
+                let begins = opened.create_store(at)?;
+                println!("store created; its history begins at {begins}");
+            }
+            println!("data directory ready: {}", opened.root().display());
+            Ok(())
+        }
+        Command::Key(command) => key(command),
+        Command::Platform(command) => platform(command),
+        Command::Authority(command) => authority(command),
+    }
+}
+
+pub(crate) fn init_logging(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests, the demo) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub(crate) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder
+        .thread_name("cyberid-http")
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the async runtime"))
+}
+
+fn serve(args: &ServeArgs) -> Result<(), Error> {
+    let config = ServeConfig::resolve(args)?;
+    init_logging(config.log_format, &config.log);
+    runtime(config.workers)?.block_on(async {
+        let server = Server::start(config).await?;
+        // One line on stdout, for scripts and tests that listen on port 0.
+        println!("cyberid listening on http://{}", server.local_addr());
+        tokio::select! {
+            ready = server.ready() => ready?,
+            signal = shutdown_signal() => {
+                signal?;
+                return server.shutdown().await;
+            }
+        }
+        shutdown_signal().await?;
+        server.shutdown().await
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub(crate) async fn shutdown_signal() -> Result<(), Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(Error::io("install the SIGTERM handler"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(Error::io("install the SIGINT handler"))?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
+
+fn key(command: KeyCommand) -> Result<(), Error> {
+    match command {
+        KeyCommand::Generate { dir, issuing } => {
+            let dir = DataDir::open(&dir.data_dir)?;
+            let key = IssuerSigningKey::generate()?;
+            let id = dir.add_key(key.public_key(), Some(&key), issuing, now())?;
+            println!("{id}");
+            Ok(())
+        }
+        KeyCommand::Import { dir, file, issuing } => {
+            let dir = DataDir::open(&dir.data_dir)?;
+            let pem = std::fs::read_to_string(&file)
+                .map_err(Error::io(format!("read {}", file.display())))?;
+            let id = if pem.contains("PRIVATE KEY") {
+                let key = IssuerSigningKey::from_pkcs8_pem(&pem)?;
+                dir.add_key(key.public_key(), Some(&key), issuing, now())?
+            } else {
+                if issuing {
+                    return Err(Error::Config(
+                        "a public key cannot issue; import the private key".into(),
+                    ));
+                }
+                dir.add_key(&IssuerPublicKey::from_spki_pem(&pem)?, None, false, now())?
+            };
+            println!("{id}");
+            Ok(())
+        }
+        KeyCommand::List { dir } => {
+            let dir = DataDir::open(&dir.data_dir)?;
+            let (manifest, keys) = dir.load_keys()?;
+            println!("{:<18} {:<10} {:<8} STATE", "KEY ID", "ADDED", "ISSUING");
+            for key in keys {
+                let state = match key.entry.retired_at {
+                    Some(at) => format!("retired at {at}"),
+                    None => "active".to_owned(),
+                };
+                let issuing = if manifest.issuing == Some(key.entry.id) {
+                    "yes"
+                } else if key.private.is_some() {
+                    "can"
+                } else {
+                    "-"
+                };
+                println!("{:<18} {:<10} {issuing:<8} {state}", key.entry.id, key.entry.added_at);
+            }
+            Ok(())
+        }
+        KeyCommand::Retire { dir, key_id } => {
+            DataDir::open(&dir.data_dir)?.retire_key(&key_id, now())?;
+            println!("retired {key_id}");
+            Ok(())
+        }
+    }
+}
+
+fn list_credentials(dir: &Path) -> Result<CredentialsFile, Error> {
+    DataDir::open(dir)?.read_toml("credentials.toml")
+}
+
+fn key_ids(keys: &[credentials::StoredKey]) -> String {
+    keys.iter()
+        .map(|key| key.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn platform(command: PlatformCommand) -> Result<(), Error> {
+    match command {
+        PlatformCommand::Add {
+            dir,
+            id,
+            scopes,
+            rate_limit,
+        } => {
+            let dir = DataDir::open(&dir.data_dir)?;
+            let api_key = credentials::add_platform(&dir, &id, &scopes, rate_limit, now())?;
+            println!("{api_key}");
+            eprintln!("(shown once: only a keyed hash of it is stored)");
+            Ok(())
+        }
+        PlatformCommand::AddKey { dir, id } => {
+            let dir = DataDir::open(&dir.data_dir)?;
+            println!("{}", credentials::add_key(&dir, id.as_str(), false, now())?);
+            Ok(())
+        }
+        PlatformCommand::RevokeKey { dir, key_id } => {
+            credentials::revoke_key(&DataDir::open(&dir.data_dir)?, &key_id)
+        }
+        PlatformCommand::Remove { dir, id } => {
+            credentials::remove(&DataDir::open(&dir.data_dir)?, id.as_str(), false)
+        }
+        PlatformCommand::List { dir } => {
+            println!("{:<18} {:<14} {:<11} KEY IDS", "PLATFORM", "SCOPES", "RATE LIMIT");
+            for platform in list_credentials(&dir.data_dir)?.platforms {
+                let scopes: Vec<String> = platform
+                    .scopes
+                    .iter()
+                    .map(|scope| format!("{scope:?}").to_lowercase())
+                    .collect();
+                let rate = platform
+                    .rate_limit
+                    .map_or_else(|| "default".to_owned(), |rate| rate.to_string());
+                println!(
+                    "{:<18} {:<14} {rate:<11} {}",
+                    platform.id,
+                    scopes.join(","),
+                    key_ids(&platform.keys)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn authority(command: AuthorityCommand) -> Result<(), Error> {
+    match command {
+        AuthorityCommand::Add { dir, id } => {
+            let dir = DataDir::open(&dir.data_dir)?;
+            println!("{}", credentials::add_authority(&dir, &id, now())?);
+            eprintln!("(shown once: only a keyed hash of it is stored)");
+            Ok(())
+        }
+        AuthorityCommand::AddKey { dir, id } => {
+            let dir = DataDir::open(&dir.data_dir)?;
+            println!("{}", credentials::add_key(&dir, &id, true, now())?);
+            Ok(())
+        }
+        AuthorityCommand::RevokeKey { dir, key_id } => {
+            credentials::revoke_key(&DataDir::open(&dir.data_dir)?, &key_id)
+        }
+        AuthorityCommand::Remove { dir, id } => {
+            credentials::remove(&DataDir::open(&dir.data_dir)?, &id, true)
+        }
+        AuthorityCommand::List { dir } => {
+            println!("{:<24} KEY IDS", "AUTHORITY");
+            for authority in list_credentials(&dir.data_dir)?.authorities {
+                println!("{:<24} {}", authority.id, key_ids(&authority.keys));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

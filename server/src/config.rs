@@ -1,0 +1,274 @@
+//! Settings of `cyberid serve`: built-in defaults, then a TOML file, then environment variables,
+//! then command-line flags, each overriding the one before.
+//!
+//! One macro declares every setting once, so the TOML key, the flag (`--max-batch`), the
+//! environment variable (`CYBERID_MAX_BATCH`) and the `--help` text can never drift apart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cyberid_engine::{IssuerPolicy, PipelineConfig, StoreOptions, VerifierConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr, env $env:literal; )+) => {
+        /// Every setting of `cyberid serve`, with its default.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        #[non_exhaustive]
+        pub struct ServeConfig {
+            $( $(#[doc = $doc])+ pub $name: $ty, )+
+        }
+
+        impl Default for ServeConfig {
+            fn default() -> Self {
+                Self { $( $name: $default, )+ }
+            }
+        }
+
+        /// The command-line and environment form of [`ServeConfig`].
+        #[derive(Debug, Clone, Default, clap::Args)]
+        #[non_exhaustive]
+        pub struct ServeArgs {
+            /// TOML file with any of the settings below (keys as the flags, with '_' for '-').
+            /// Environment variables override it, and flags override both.
+            #[arg(long, env = "CYBERID_CONFIG", value_name = "FILE")]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])+
+                #[arg(long, env = $env)]
+                pub $name: Option<$ty>,
+            )+
+        }
+
+        impl ServeConfig {
+            fn overlay(&mut self, args: &ServeArgs) {
+                $( if let Some(value) = &args.$name { self.$name = value.clone(); } )+
+            }
+        }
+    };
+}
+
+settings! {
+    /// Data directory: the RocksDB store, issuer keys and credentials. Created if missing.
+    /// [default: cyberid-data]
+    data_dir: PathBuf = PathBuf::from("cyberid-data"), env "CYBERID_DATA_DIR";
+    /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:8080]
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "CYBERID_LISTEN";
+    /// Serve POST /v1/certificates (issuing with this node's issuing key) to platforms with the
+    /// issue scope. [default: true]
+    issue_endpoint: bool = true, env "CYBERID_ISSUE_ENDPOINT";
+    /// Largest request body accepted, bytes; larger ones get 413. [default: 8192]
+    max_body_bytes: usize = 8192, env "CYBERID_MAX_BODY_BYTES";
+    /// Most simultaneous client connections; more wait in the listen backlog. [default: 10000]
+    max_connections: usize = 10_000, env "CYBERID_MAX_CONNECTIONS";
+    /// Time a client has to send a request's headers, milliseconds. [default: 5000]
+    header_timeout_ms: u64 = 5_000, env "CYBERID_HEADER_TIMEOUT_MS";
+    /// Time a client has to send a request's body, milliseconds; 408 after. [default: 5000]
+    body_timeout_ms: u64 = 5_000, env "CYBERID_BODY_TIMEOUT_MS";
+    /// On SIGTERM or SIGINT, how long in-flight requests may take to finish, milliseconds.
+    /// [default: 10000]
+    shutdown_grace_ms: u64 = 10_000, env "CYBERID_SHUTDOWN_GRACE_MS";
+    /// Requests per second for platforms whose credentials set no limit of their own; 0 is
+    /// unlimited. [default: 0]
+    rate_limit: u32 = 0, env "CYBERID_RATE_LIMIT";
+    /// Seconds a 503 (queue full) tells the client to wait in Retry-After. [default: 1]
+    retry_after_s: u64 = 1, env "CYBERID_RETRY_AFTER_S";
+    /// Tokio worker threads (HTTP); 0 is one per core. [default: 0]
+    workers: usize = 0, env "CYBERID_WORKERS";
+    /// Signature-checking threads (rayon); 0 is one per core. [default: 0]
+    verify_threads: usize = 0, env "CYBERID_VERIFY_THREADS";
+    /// Most verifications in one batch (one parallel signature pass, one nonce commit).
+    /// [default: 64]
+    max_batch: usize = 64, env "CYBERID_MAX_BATCH";
+    /// How long a batch waits for more requests after its first, microseconds; 0 never delays
+    /// a request. [default: 0]
+    max_wait_us: u64 = 0, env "CYBERID_MAX_WAIT_US";
+    /// Verifications that may wait for a batch; past it requests get 503 at once.
+    /// [default: 4096]
+    queue_capacity: usize = 4096, env "CYBERID_QUEUE_CAPACITY";
+    /// Clock difference tolerated between issuer and verifier, seconds. [default: 30]
+    clock_skew_s: u64 = VerifierConfig::DEFAULT_SKEW, env "CYBERID_CLOCK_SKEW_S";
+    /// Longest certificate lifetime accepted, seconds. [default: 300]
+    max_lifetime_s: u16 = VerifierConfig::DEFAULT_MAX_LIFETIME, env "CYBERID_MAX_LIFETIME_S";
+    /// Lifetime of issued certificates when the request names none, seconds. [default: 180]
+    issue_lifetime_s: u16 = IssuerPolicy::DEFAULT_LIFETIME, env "CYBERID_ISSUE_LIFETIME_S";
+    /// Most nonces in one group commit (one fsync). [default: 1024]
+    group_commit_max_keys: usize = 1024, env "CYBERID_GROUP_COMMIT_MAX_KEYS";
+    /// How long a group commit waits for more nonces, microseconds; 0 adds no latency.
+    /// [default: 0]
+    group_commit_wait_us: u64 = 0, env "CYBERID_GROUP_COMMIT_WAIT_US";
+    /// Bound on replay nonces held in memory; past it verifications fail with 503 rather than
+    /// forget one. [default: 50000000]
+    max_live_nonces: usize = 50_000_000, env "CYBERID_MAX_LIVE_NONCES";
+    /// RocksDB memtable size per column family, MiB. [default: 16]
+    memtable_mib: usize = 16, env "CYBERID_MEMTABLE_MIB";
+    /// Log format. [default: plain]
+    log_format: LogFormat = LogFormat::Plain, env "CYBERID_LOG_FORMAT";
+    /// Log filter, in tracing's EnvFilter syntax (e.g. "info", "cyberid=debug").
+    /// [default: info]
+    log: String = "info".to_owned(), env "CYBERID_LOG";
+}
+
+impl ServeConfig {
+    /// Defaults, then the file named by `--config` (if any), then environment and flags
+    /// (which clap has already merged, flags first).
+    pub fn resolve(args: &ServeArgs) -> Result<Self, Error> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.overlay(args);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(Error::io(format!("read {}", path.display())))?;
+        toml::from_str(&text).map_err(|error| {
+            Error::Config(format!("{}: {}", path.display(), error.message()))
+        })
+    }
+
+    /// Refuses settings that cannot work, naming the first.
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_connections", self.max_connections),
+            ("max_batch", self.max_batch),
+            ("queue_capacity", self.queue_capacity),
+            ("group_commit_max_keys", self.group_commit_max_keys),
+            ("max_live_nonces", self.max_live_nonces),
+            ("memtable_mib", self.memtable_mib),
+            ("max_lifetime_s", usize::from(self.max_lifetime_s)),
+            ("issue_lifetime_s", usize::from(self.issue_lifetime_s)),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be positive")));
+            }
+        }
+        if self.issue_lifetime_s > self.max_lifetime_s {
+            return Err(Error::Config(
+                "issue_lifetime_s must not exceed max_lifetime_s".into(),
+            ));
+        }
+        if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 {
+            return Err(Error::Config("timeouts must be positive".into()));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
+            return Err(Error::Config(format!("log filter {:?} is not valid", self.log)));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pipeline(&self) -> PipelineConfig {
+        let defaults = PipelineConfig::default();
+        PipelineConfig {
+            max_batch: self.max_batch,
+            max_wait: Duration::from_micros(self.max_wait_us),
+            queue_capacity: self.queue_capacity,
+            threads: if self.verify_threads == 0 {
+                defaults.threads
+            } else {
+                self.verify_threads
+            },
+        }
+    }
+
+    pub(crate) fn store(&self) -> StoreOptions {
+        StoreOptions {
+            group_commit_max_keys: self.group_commit_max_keys,
+            group_commit_wait: Duration::from_micros(self.group_commit_wait_us),
+            max_live_nonces: self.max_live_nonces,
+            memtable_bytes: self.memtable_mib << 20,
+            ..StoreOptions::default()
+        }
+    }
+
+    pub(crate) fn verifier(&self) -> VerifierConfig {
+        VerifierConfig {
+            skew: self.clock_skew_s,
+            max_lifetime: self.max_lifetime_s,
+        }
+    }
+
+    pub(crate) fn issuer_policy(&self) -> IssuerPolicy {
+        IssuerPolicy {
+            default_lifetime: self.issue_lifetime_s,
+            max_lifetime: self.max_lifetime_s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_local() {
+        let config = ServeConfig::default();
+        config.validate().unwrap();
+        assert!(config.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_the_defaults() {
+        let temp = tempfile::tempdir().unwrap();
+        let file = temp.path().join("cyberid.toml");
+        std::fs::write(&file, "max_batch = 32\nqueue_capacity = 100\nlog_format = \"json\"\n")
+            .unwrap();
+        let cli = Cli::try_parse_from([
+            "cyberid",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-batch",
+            "16",
+        ])
+        .unwrap();
+        let config = ServeConfig::resolve(&cli.serve).unwrap();
+        assert_eq!(config.max_batch, 16);
+        assert_eq!(config.queue_capacity, 100);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let temp = tempfile::tempdir().unwrap();
+        let file = temp.path().join("cyberid.toml");
+        std::fs::write(&file, "max_bacth = 32\n").unwrap();
+        let error = ServeConfig::from_file(&file).unwrap_err();
+        assert!(error.to_string().contains("max_bacth"), "{error}");
+
+        let config = ServeConfig {
+            queue_capacity: 0,
+            ..ServeConfig::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("queue_capacity"), "{error}");
+    }
+}

@@ -1,0 +1,73 @@
+//! The server's one error type: everything that stops `cyberid` from starting, serving or
+//! changing its data directory. Request-level failures are HTTP answers (see `api`), not these.
+
+/// Everything that can go wrong outside a request, each with a stable [`code`](Error::code).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The engine refused or failed (a store that will not open, a bad key file...).
+    #[error("{0}")]
+    Engine(#[from] cyberid_engine::Error),
+    /// A setting is invalid; the text names it.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The data directory is not one `cyberid` can use; the text says why.
+    #[error("data directory {path}: {problem}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A command named something that does not exist (a platform, an authority, a key).
+    #[error("{0}")]
+    NotFound(String),
+    /// A command would create something that already exists.
+    #[error("{0}")]
+    Exists(String),
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The demo saw an answer the protocol does not allow: the build is broken.
+    #[error("demo step '{step}': expected {expected}, got {got}")]
+    DemoMismatch {
+        /// The step.
+        step: &'static str,
+        /// What the protocol requires.
+        expected: String,
+        /// What the server answered.
+        got: String,
+    },
+}
+
+impl Error {
+    /// A short, stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Engine(error) => error.code(),
+            Error::Config(_) => "config",
+            Error::DataDir { .. } => "data_directory",
+            Error::NotFound(_) => "not_found",
+            Error::Exists(_) => "exists",
+            Error::Io { .. } => "io",
+            Error::DemoMismatch { .. } => "demo_mismatch",
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+
+    pub(crate) fn data_dir(path: &std::path::Path, problem: impl Into<String>) -> Error {
+        Error::DataDir {
+            path: path.display().to_string(),
+            problem: problem.into(),
+        }
+    }
+}
