@@ -34,8 +34,8 @@ use rocksdb::{
 use crate::nonce_map::NonceMap;
 use crate::store::{RevocationMaps, validate_record};
 use crate::{
-    CertificateId, Clock, Error, KeyId, NonceClaim, Observer, NonceOutcome, NonceStore, RevocationChange,
-    RevocationCounts, RevocationRecord, RevocationSet, Standing, WebNumber,
+    CertificateId, Clock, Error, KeyId, NonceClaim, NonceOutcome, NonceStore, Observer,
+    RevocationChange, RevocationCounts, RevocationRecord, RevocationSet, Standing, WebNumber,
 };
 
 type Db = DBWithThreadMode<MultiThreaded>;

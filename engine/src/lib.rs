@@ -75,8 +75,8 @@ pub use issue::{IssueRequest, Issuer, IssuerPolicy};
 pub use keys::{
     DEFAULT_SM2_ID, IssuerPublicKey, IssuerSigningKey, KeyId, KeyRegistry, KeyState, RegisteredKey,
 };
-pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
 pub use observe::Observer;
+pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
 pub use platform::PlatformId;
 pub use store::{
     MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rayon::prelude::*;
 
-use crate::{
-    Context, Error, Input, Observer, Reason, SignedCertificate, Verdict, Verifier,
-};
+use crate::{Context, Error, Input, Observer, Reason, SignedCertificate, Verdict, Verifier};
 
 /// Settings of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

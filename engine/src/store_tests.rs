@@ -439,7 +439,10 @@ fn a_first_node_may_declare_an_earlier_history_start_only_at_creation() {
     {
         let store = DurableStore::open(dir.path(), first_node, clock.clone()).unwrap();
         assert_eq!(store.history_begins(), NOW - 1000);
-        assert_eq!(store.consume(claim(1, NOW + 200)).unwrap(), NonceOutcome::Fresh);
+        assert_eq!(
+            store.consume(claim(1, NOW + 200)).unwrap(),
+            NonceOutcome::Fresh
+        );
     }
     // Reopening keeps the recorded start, whatever the options say.
     let later = StoreOptions {

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cyberid_engine::{
     Assurance, CertificateId, Claims, Context, Error as EngineError, IssueRequest, KeyId,
-    OwnedInput, PlatformId, RevocationChange, RevocationRecord, RevocationSet, Standing,
-    WebNumber,
+    OwnedInput, PlatformId, RevocationChange, RevocationRecord, RevocationSet, Standing, WebNumber,
 };
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -118,7 +117,8 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Respons
     let (route, answer) = route(&app, request).await;
     let response = answer.unwrap_or_else(ApiError::into_response);
     let took = started.elapsed();
-    app.metrics.response(route, response.status().as_u16(), took);
+    app.metrics
+        .response(route, response.status().as_u16(), took);
     tracing::debug!(
         route,
         status = response.status().as_u16(),
@@ -275,10 +275,20 @@ async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, ApiEr
     }
 }
 
+/// Parses a JSON object body. Only an object: serde would also read a struct from an array.
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "the body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|error| {
         // serde_json's message names the field and position, never echoes a value.
-        ApiError::bad_request("malformed_json", format!("the JSON body is not valid: {error}"))
+        ApiError::bad_request(
+            "malformed_json",
+            format!("the JSON body is not valid: {error}"),
+        )
     })
 }
 
@@ -544,7 +554,11 @@ fn internal() -> ApiError {
 fn history_query(query: Option<&str>) -> Result<(u64, usize), ApiError> {
     let mut after = 0;
     let mut limit = 100;
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let bad = || ApiError::bad_request("bad_query", format!("{key} must be a number"));
         match key {
@@ -591,7 +605,11 @@ mod tests {
         assert_eq!(history_query(None).unwrap(), (0, 100));
         assert_eq!(history_query(Some("after=7&limit=3")).unwrap(), (7, 3));
         for bad in ["limit=0", "limit=1001", "after=x", "since=3"] {
-            assert_eq!(history_query(Some(bad)).unwrap_err().code, "bad_query", "{bad}");
+            assert_eq!(
+                history_query(Some(bad)).unwrap_err().code,
+                "bad_query",
+                "{bad}"
+            );
         }
     }
 

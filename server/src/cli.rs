@@ -288,9 +288,7 @@ pub(crate) async fn shutdown_signal() -> Result<(), Error> {
 fn key(command: KeyCommand) -> Result<(), Error> {
     match command {
         KeyCommand::Generate { dir, issuing } => {
-            let dir = DataDir::open(&dir.data_dir)?;
-            let key = IssuerSigningKey::generate()?;
-            let id = dir.add_key(key.public_key(), Some(&key), issuing, now())?;
+            let id = DataDir::open(&dir.data_dir)?.generate_key(issuing, now())?;
             println!("{id}");
             Ok(())
         }
@@ -328,7 +326,10 @@ fn key(command: KeyCommand) -> Result<(), Error> {
                 } else {
                     "-"
                 };
-                println!("{:<18} {:<10} {issuing:<8} {state}", key.entry.id, key.entry.added_at);
+                println!(
+                    "{:<18} {:<10} {issuing:<8} {state}",
+                    key.entry.id, key.entry.added_at
+                );
             }
             Ok(())
         }
@@ -377,7 +378,10 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
             credentials::remove(&DataDir::open(&dir.data_dir)?, id.as_str(), false)
         }
         PlatformCommand::List { dir } => {
-            println!("{:<18} {:<14} {:<11} KEY IDS", "PLATFORM", "SCOPES", "RATE LIMIT");
+            println!(
+                "{:<18} {:<14} {:<11} KEY IDS",
+                "PLATFORM", "SCOPES", "RATE LIMIT"
+            );
             for platform in list_credentials(&dir.data_dir)?.platforms {
                 let scopes: Vec<String> = platform
                     .scopes

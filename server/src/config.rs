@@ -138,11 +138,10 @@ impl ServeConfig {
 
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(Error::io(format!("read {}", path.display())))?;
-        toml::from_str(&text).map_err(|error| {
-            Error::Config(format!("{}: {}", path.display(), error.message()))
-        })
+        let text =
+            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|error| Error::Config(format!("{}: {}", path.display(), error.message())))
     }
 
     /// Refuses settings that cannot work, naming the first.
@@ -172,7 +171,10 @@ impl ServeConfig {
             return Err(Error::Config("timeouts must be positive".into()));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
-            return Err(Error::Config(format!("log filter {:?} is not valid", self.log)));
+            return Err(Error::Config(format!(
+                "log filter {:?} is not valid",
+                self.log
+            )));
         }
         Ok(())
     }
@@ -239,8 +241,11 @@ mod tests {
     fn flags_override_the_file_which_overrides_the_defaults() {
         let temp = tempfile::tempdir().unwrap();
         let file = temp.path().join("cyberid.toml");
-        std::fs::write(&file, "max_batch = 32\nqueue_capacity = 100\nlog_format = \"json\"\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "max_batch = 32\nqueue_capacity = 100\nlog_format = \"json\"\n",
+        )
+        .unwrap();
         let cli = Cli::try_parse_from([
             "cyberid",
             "--config",

@@ -164,13 +164,19 @@ impl Credentials {
         let mut by_key_id = HashMap::new();
         let mut insert = |stored: &StoredKey, principal: &Principal| -> Result<(), Error> {
             let id = decode_id(&stored.id).ok_or_else(|| {
-                Error::Config(format!("credentials.toml: key id {:?} is not 16 hex digits", stored.id))
+                Error::Config(format!(
+                    "credentials.toml: key id {:?} is not 16 hex digits",
+                    stored.id
+                ))
             })?;
             let hash = hex::decode(&stored.hash)
                 .ok()
                 .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
                 .ok_or_else(|| {
-                    Error::Config(format!("credentials.toml: key {} has a malformed hash", stored.id))
+                    Error::Config(format!(
+                        "credentials.toml: key {} has a malformed hash",
+                        stored.id
+                    ))
                 })?;
             if by_key_id.insert(id, (principal.clone(), hash)).is_some() {
                 return Err(Error::Config(format!(
@@ -208,7 +214,10 @@ impl Credentials {
     }
 
     /// Checks an `Authorization` header value.
-    pub(crate) fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, AuthError> {
+    pub(crate) fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let header = std::str::from_utf8(header).map_err(|_| AuthError::Unknown)?;
         let api_key = header
@@ -258,7 +267,12 @@ pub(crate) fn add_platform(
 }
 
 /// Gives an existing platform or authority one more API key (for rotation).
-pub(crate) fn add_key(dir: &DataDir, principal: &str, authority: bool, now: u64) -> Result<String, Error> {
+pub(crate) fn add_key(
+    dir: &DataDir,
+    principal: &str,
+    authority: bool,
+    now: u64,
+) -> Result<String, Error> {
     let _lock = dir.lock()?;
     let mut file: CredentialsFile = dir.read_toml("credentials.toml")?;
     let secret = dir.credential_secret()?;
@@ -274,7 +288,15 @@ pub(crate) fn add_key(dir: &DataDir, principal: &str, authority: bool, now: u64)
             .map(|p| &mut p.keys)
     }
     .ok_or_else(|| Error::NotFound(format!("no such {}: {principal}", kind(authority))))?;
-    let key = new_key(&secret, if authority { AUTHORITY_PREFIX } else { PLATFORM_PREFIX }, now)?;
+    let key = new_key(
+        &secret,
+        if authority {
+            AUTHORITY_PREFIX
+        } else {
+            PLATFORM_PREFIX
+        },
+        now,
+    )?;
     keys.push(key.stored);
     dir.write_toml("credentials.toml", &file)?;
     Ok(key.api_key)
@@ -312,7 +334,10 @@ pub(crate) fn remove(dir: &DataDir, principal: &str, authority: bool) -> Result<
         file.platforms.retain(|p| p.id.as_str() != principal);
     }
     if file.platforms.len() + file.authorities.len() == before {
-        return Err(Error::NotFound(format!("no such {}: {principal}", kind(authority))));
+        return Err(Error::NotFound(format!(
+            "no such {}: {principal}",
+            kind(authority)
+        )));
     }
     dir.write_toml("credentials.toml", &file)
 }
@@ -369,7 +394,10 @@ mod tests {
         let authority_key = add_authority(&dir, "ops", 1).unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
 
-        match credentials.authenticate(Some(&bearer(&platform_key))).unwrap() {
+        match credentials
+            .authenticate(Some(&bearer(&platform_key)))
+            .unwrap()
+        {
             Principal::Platform(platform) => {
                 assert_eq!(platform.id, shop);
                 assert_eq!(platform.scopes, [Scope::Verify]);
@@ -377,7 +405,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match credentials.authenticate(Some(&bearer(&authority_key))).unwrap() {
+        match credentials
+            .authenticate(Some(&bearer(&authority_key)))
+            .unwrap()
+        {
             Principal::Authority(id) => assert_eq!(&*id, "ops"),
             other => panic!("{other:?}"),
         }
@@ -397,7 +428,10 @@ mod tests {
         let (_temp, dir) = fixture();
         let key = add_platform(&dir, &"a".parse().unwrap(), &[Scope::Verify], Some(5), 1).unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
-        assert_eq!(credentials.authenticate(None).unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            credentials.authenticate(None).unwrap_err(),
+            AuthError::Missing
+        );
         let mut wrong = key.clone();
         let last = wrong.pop().unwrap();
         wrong.push(if last == '0' { '1' } else { '0' });
@@ -445,12 +479,17 @@ mod tests {
         let shop: PlatformId = "shop".parse().unwrap();
         add_platform(&dir, &shop, &[Scope::Verify], None, 1).unwrap();
         assert_eq!(
-            add_platform(&dir, &shop, &[Scope::Verify], None, 1).unwrap_err().code(),
+            add_platform(&dir, &shop, &[Scope::Verify], None, 1)
+                .unwrap_err()
+                .code(),
             "exists"
         );
         add_authority(&dir, "ops", 1).unwrap();
         assert_eq!(add_authority(&dir, "ops", 1).unwrap_err().code(), "exists");
-        assert_eq!(add_authority(&dir, "bad name", 1).unwrap_err().code(), "config");
+        assert_eq!(
+            add_authority(&dir, "bad name", 1).unwrap_err().code(),
+            "config"
+        );
     }
 
     #[test]

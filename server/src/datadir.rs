@@ -132,8 +132,9 @@ impl DataDir {
     }
 
     fn check(&self) -> Result<(), Error> {
-        let marker = std::fs::read_to_string(self.root.join(MARKER))
-            .map_err(Error::io(format!("read {}", self.root.join(MARKER).display())))?;
+        let marker = std::fs::read_to_string(self.root.join(MARKER)).map_err(Error::io(
+            format!("read {}", self.root.join(MARKER).display()),
+        ))?;
         if marker != MARKER_CONTENT {
             return Err(Error::data_dir(
                 &self.root,
@@ -160,6 +161,30 @@ impl DataDir {
     /// Where the RocksDB store lives.
     pub fn store_path(&self) -> PathBuf {
         self.root.join("store")
+    }
+
+    /// Generates an SM2 issuer key pair here; it issues if `issuing` or if it is the first key
+    /// able to. Returns its id.
+    pub fn generate_key(&self, issuing: bool, now: u64) -> Result<KeyId, Error> {
+        let key = IssuerSigningKey::generate()?;
+        self.add_key(key.public_key(), Some(&key), issuing, now)
+    }
+
+    /// Registers a platform with its scopes and optional rate limit (requests per second, 0 for
+    /// unlimited); returns its first API key, which is not stored anywhere.
+    pub fn add_platform(
+        &self,
+        id: &cyberid_engine::PlatformId,
+        scopes: &[crate::Scope],
+        rate_limit: Option<u32>,
+        now: u64,
+    ) -> Result<String, Error> {
+        crate::credentials::add_platform(self, id, scopes, rate_limit, now)
+    }
+
+    /// Registers an authority; returns its first API key, which is not stored anywhere.
+    pub fn add_authority(&self, id: &str, now: u64) -> Result<String, Error> {
+        crate::credentials::add_authority(self, id, now)
     }
 
     /// Creates the store with its history beginning at `history_begins` (see
@@ -197,8 +222,7 @@ impl DataDir {
             .write(true)
             .open(self.root.join(LOCK))
             .map_err(Error::io("open the data directory lock"))?;
-        file.lock()
-            .map_err(Error::io("lock the data directory"))?;
+        file.lock().map_err(Error::io("lock the data directory"))?;
         Ok(file)
     }
 
@@ -218,7 +242,10 @@ impl DataDir {
         let text = std::fs::read_to_string(&path)
             .map_err(Error::io(format!("read {}", path.display())))?;
         toml::from_str(&text).map_err(|error| {
-            Error::data_dir(&self.root, format!("{name} is not valid: {}", error.message()))
+            Error::data_dir(
+                &self.root,
+                format!("{name} is not valid: {}", error.message()),
+            )
         })
     }
 
@@ -256,7 +283,12 @@ impl DataDir {
             if public.key_id() != entry.id {
                 return Err(Error::data_dir(
                     &self.root,
-                    format!("{} holds key {}, not {}", path.display(), public.key_id(), entry.id),
+                    format!(
+                        "{} holds key {}, not {}",
+                        path.display(),
+                        public.key_id(),
+                        entry.id
+                    ),
                 ));
             }
             let private_path = self.private_key_path(&entry.id);
@@ -283,7 +315,9 @@ impl DataDir {
             });
         }
         if let Some(issuing) = &manifest.issuing
-            && !keys.iter().any(|k| k.entry.id == *issuing && k.private.is_some())
+            && !keys
+                .iter()
+                .any(|k| k.entry.id == *issuing && k.private.is_some())
         {
             return Err(Error::data_dir(
                 &self.root,
@@ -306,7 +340,9 @@ impl DataDir {
         let mut manifest = self.load_keys_manifest()?;
         let id = public.key_id();
         if manifest.keys.iter().any(|entry| entry.id == id) {
-            return Err(Error::Exists(format!("issuer key {id} is already in the data directory")));
+            return Err(Error::Exists(format!(
+                "issuer key {id} is already in the data directory"
+            )));
         }
         if let Some(private) = private {
             let pem = private.to_pkcs8_pem()?;
@@ -347,7 +383,12 @@ impl DataDir {
 
     /// Replaces `name` (relative to the root) with `bytes`: a crash leaves the old content or the
     /// new, never a mix.
-    pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8], private: bool) -> Result<(), Error> {
+    pub(crate) fn write_atomic(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        private: bool,
+    ) -> Result<(), Error> {
         let path = self.root.join(name);
         let temporary = path.with_extension("tmp");
         let context = format!("write {}", path.display());
@@ -391,7 +432,10 @@ mod tests {
         let error = DataDir::open_or_init(temp.path()).unwrap_err();
         assert_eq!(error.code(), "data_directory");
         assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 1);
-        assert_eq!(DataDir::open(temp.path()).unwrap_err().code(), "data_directory");
+        assert_eq!(
+            DataDir::open(temp.path()).unwrap_err().code(),
+            "data_directory"
+        );
     }
 
     #[test]
@@ -400,7 +444,10 @@ mod tests {
         DataDir::open_or_init(temp.path()).unwrap();
         std::fs::remove_file(temp.path().join(CREDENTIALS)).unwrap();
         let error = DataDir::open(temp.path()).unwrap_err();
-        assert!(error.to_string().contains("credentials.toml is missing"), "{error}");
+        assert!(
+            error.to_string().contains("credentials.toml is missing"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -408,7 +455,8 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let dir = DataDir::open_or_init(temp.path()).unwrap();
         let verify_only = IssuerSigningKey::generate().unwrap();
-        dir.add_key(verify_only.public_key(), None, false, 10).unwrap();
+        dir.add_key(verify_only.public_key(), None, false, 10)
+            .unwrap();
         let signing = IssuerSigningKey::generate().unwrap();
         let id = dir
             .add_key(signing.public_key(), Some(&signing), false, 11)

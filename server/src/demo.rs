@@ -7,88 +7,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use bytes::Bytes;
-use cyberid_engine::{Certificate, Clock, IssuerSigningKey, PlatformId, SystemClock, WebNumber};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use cyberid_engine::{Certificate, Clock, PlatformId, SystemClock, WebNumber};
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::cli::{DemoArgs, init_logging, runtime, shutdown_signal};
-use crate::credentials::{self, Scope};
-use crate::{DataDir, Error, LogFormat, ServeConfig, Server};
+use crate::client::Client;
+use crate::{DataDir, Error, LogFormat, Scope, ServeConfig, Server};
 
 const PLATFORM: &str = "demo.shop";
 const AUTHORITY: &str = "demo-authority";
-
-/// One keep-alive HTTP/1.1 connection to the demo node.
-struct Client {
-    sender: SendRequest<Full<Bytes>>,
-    base: String,
-}
-
-impl Client {
-    async fn connect(address: SocketAddr) -> Result<Self, Error> {
-        let stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(Error::io(format!("connect to {address}")))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| Error::Config(format!("HTTP handshake: {error}")))?;
-        tokio::spawn(connection);
-        Ok(Self {
-            sender,
-            base: format!("http://{address}"),
-        })
-    }
-
-    async fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        api_key: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<(StatusCode, Value), Error> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("host", "cyberid-demo");
-        if let Some(api_key) = api_key {
-            request = request.header("authorization", format!("Bearer {api_key}"));
-        }
-        let body = match body {
-            Some(body) => {
-                request = request.header("content-type", "application/json");
-                Bytes::from(body.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let request = request
-            .body(Full::new(body))
-            .map_err(|error| Error::Config(format!("build request: {error}")))?;
-        // The connection takes the next request only once it has finished the last one.
-        self.sender
-            .ready()
-            .await
-            .map_err(|error| Error::Config(format!("HTTP connection: {error}")))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|error| Error::Config(format!("HTTP request to {path}: {error}")))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| Error::Config(format!("HTTP response from {path}: {error}")))?
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok((status, value))
-    }
-}
 
 /// The demo's node, keys and client.
 struct Demo<'a> {
@@ -187,20 +115,34 @@ impl Demo<'_> {
         let first = self.issue(holder, PLATFORM).await?;
         let text = first["certificate"].as_str().unwrap_or_default().to_owned();
         let (status, body) = self.verify(&text).await?;
-        expect("a fresh certificate verifies", "valid", &verdict_of(status, &body))?;
+        expect(
+            "a fresh certificate verifies",
+            "valid",
+            &verdict_of(status, &body),
+        )?;
         expect(
             "the verdict names the holder's Web Number, nothing else",
             &holder.to_string(),
             body["web_number"].as_str().unwrap_or_default(),
         )?;
-        expect("the second use of it is refused", "replayed", &self.verdict(&text).await?)?;
+        expect(
+            "the second use of it is refused",
+            "replayed",
+            &self.verdict(&text).await?,
+        )?;
 
         let second = self.issue(holder, PLATFORM).await?;
         let id = second["certificate_id"].as_str().unwrap_or_default();
-        let applied = self.admin(&format!("/v1/admin/certificates/{id}/revoke")).await?;
+        let applied = self
+            .admin(&format!("/v1/admin/certificates/{id}/revoke"))
+            .await?;
         expect("an authority revokes a certificate", "applied", &applied)?;
         let revoked = second["certificate"].as_str().unwrap_or_default();
-        expect("the revoked certificate is refused", "revoked", &self.verdict(revoked).await?)?;
+        expect(
+            "the revoked certificate is refused",
+            "revoked",
+            &self.verdict(revoked).await?,
+        )?;
 
         let elsewhere = self.issue(holder, "other.shop").await?;
         let elsewhere = elsewhere["certificate"].as_str().unwrap_or_default();
@@ -212,10 +154,18 @@ impl Demo<'_> {
 
         let forged = self.issue(holder, PLATFORM).await?;
         let forged = flip_signature_bit(forged["certificate"].as_str().unwrap_or_default())?;
-        expect("a forged signature is refused", "bad_signature", &self.verdict(&forged).await?)?;
+        expect(
+            "a forged signature is refused",
+            "bad_signature",
+            &self.verdict(&forged).await?,
+        )?;
 
         let path = format!("/v1/admin/web-numbers/{holder}/suspend");
-        expect("an authority suspends the Web Number", "applied", &self.admin(&path).await?)?;
+        expect(
+            "an authority suspends the Web Number",
+            "applied",
+            &self.admin(&path).await?,
+        )?;
         let while_suspended = self.issue(holder, PLATFORM).await?;
         let while_suspended = while_suspended["certificate"].as_str().unwrap_or_default();
         expect(
@@ -224,10 +174,18 @@ impl Demo<'_> {
             &self.verdict(while_suspended).await?,
         )?;
         let path = format!("/v1/admin/web-numbers/{holder}/reinstate");
-        expect("the authority reinstates it", "applied", &self.admin(&path).await?)?;
+        expect(
+            "the authority reinstates it",
+            "applied",
+            &self.admin(&path).await?,
+        )?;
         let after = self.issue(holder, PLATFORM).await?;
         let after = after["certificate"].as_str().unwrap_or_default();
-        expect("a new certificate verifies again", "valid", &self.verdict(after).await?)?;
+        expect(
+            "a new certificate verifies again",
+            "valid",
+            &self.verdict(after).await?,
+        )?;
 
         let (status, _) = self
             .client
@@ -238,7 +196,11 @@ impl Demo<'_> {
                 Some(json!({ "certificate": after })),
             )
             .await?;
-        expect("a call without an API key is refused", "401", status.as_str())?;
+        expect(
+            "a call without an API key is refused",
+            "401",
+            status.as_str(),
+        )?;
         let (status, _) = self
             .client
             .call(
@@ -295,12 +257,10 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     let root = demo_directory(args.data_dir.as_ref())?;
     let dir = DataDir::open_or_init(&root)?;
     let now = SystemClock.now();
-    let key = IssuerSigningKey::generate()?;
-    let key_id = dir.add_key(key.public_key(), Some(&key), true, now)?;
+    let key_id = dir.generate_key(true, now)?;
     let platform: PlatformId = PLATFORM.parse()?;
-    let platform_key =
-        credentials::add_platform(&dir, &platform, &[Scope::Verify, Scope::Issue], Some(0), now)?;
-    let authority_key = credentials::add_authority(&dir, AUTHORITY, now)?;
+    let platform_key = dir.add_platform(&platform, &[Scope::Verify, Scope::Issue], Some(0), now)?;
+    let authority_key = dir.add_authority(AUTHORITY, now)?;
     let config = ServeConfig {
         data_dir: root.clone(),
         listen: args.listen,
@@ -322,7 +282,10 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
         let server = Server::start(config).await?;
         server.ready().await?;
         let address = server.local_addr();
-        println!("  serving         http://{address} (RocksDB store in {})", dir.store_path().display());
+        println!(
+            "  serving         http://{address} (RocksDB store in {})",
+            dir.store_path().display()
+        );
         let mut demo = Demo {
             client: Client::connect(address).await?,
             platform_key: &platform_key,

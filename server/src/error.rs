@@ -33,6 +33,9 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// An HTTP exchange failed (the client side of the demo and tests).
+    #[error("{0}")]
+    Http(String),
     /// The demo saw an answer the protocol does not allow: the build is broken.
     #[error("demo step '{step}': expected {expected}, got {got}")]
     DemoMismatch {
@@ -55,6 +58,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Exists(_) => "exists",
             Error::Io { .. } => "io",
+            Error::Http(_) => "http",
             Error::DemoMismatch { .. } => "demo_mismatch",
         }
     }

@@ -6,10 +6,8 @@
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> Result<(), cyberid::Error> {
-//! let config = cyberid::ServeConfig {
-//!     data_dir: "/var/lib/cyberid".into(),
-//!     ..cyberid::ServeConfig::default()
-//! };
+//! let mut config = cyberid::ServeConfig::default();
+//! config.data_dir = "/var/lib/cyberid".into();
 //! let server = cyberid::Server::start(config).await?;
 //! server.ready().await?;
 //! tokio::signal::ctrl_c().await.ok();
@@ -22,6 +20,7 @@
 mod api;
 mod app;
 mod cli;
+mod client;
 mod config;
 mod credentials;
 mod datadir;
@@ -31,6 +30,8 @@ mod metrics;
 mod server;
 
 pub use cli::run as run_cli;
+#[doc(hidden)]
+pub use client::Client;
 pub use config::{LogFormat, ServeArgs, ServeConfig};
 pub use credentials::Scope;
 pub use datadir::DataDir;

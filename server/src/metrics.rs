@@ -76,7 +76,11 @@ impl Metrics {
             verdicts.clone(),
         );
         let responses = Family::<ResponseLabel, Counter>::default();
-        registry.register("http_responses", "HTTP responses by route and status", responses.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses by route and status",
+            responses.clone(),
+        );
         let latency = Family::<RouteLabel, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
@@ -86,7 +90,11 @@ impl Metrics {
             latency.clone(),
         );
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
-        registry.register("batch_size", "Verifications per signature batch", batch_size.clone());
+        registry.register(
+            "batch_size",
+            "Verifications per signature batch",
+            batch_size.clone(),
+        );
         let batch_seconds = latency_histogram();
         registry.register(
             "batch_check_duration_seconds",
@@ -100,7 +108,11 @@ impl Metrics {
             store_sync_seconds.clone(),
         );
         let queue_depth = Gauge::default();
-        registry.register("queue_depth", "Verifications waiting for a batch", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Verifications waiting for a batch",
+            queue_depth.clone(),
+        );
         let live_nonces = Gauge::default();
         registry.register(
             "live_nonces",
@@ -114,9 +126,17 @@ impl Metrics {
             revoked.clone(),
         );
         let connections = Gauge::default();
-        registry.register("connections", "Open client connections", connections.clone());
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
         let ready = Gauge::default();
-        registry.register("ready", "1 when the node serves verifications", ready.clone());
+        registry.register(
+            "ready",
+            "1 when the node serves verifications",
+            ready.clone(),
+        );
         Arc::new(Self {
             registry,
             verdicts,
@@ -138,7 +158,9 @@ impl Metrics {
             None => "valid",
             Some(reason) => reason.code(),
         };
-        self.verdicts.get_or_create(&VerdictLabel { verdict: label }).inc();
+        self.verdicts
+            .get_or_create(&VerdictLabel { verdict: label })
+            .inc();
     }
 
     pub(crate) fn response(&self, route: &'static str, status: u16, took: Duration) {
@@ -160,7 +182,9 @@ impl Metrics {
             ("certificate", sizes.revoked_certificates),
             ("key", sizes.revoked_keys),
         ] {
-            self.revoked.get_or_create(&KindLabel { kind }).set(as_gauge(value));
+            self.revoked
+                .get_or_create(&KindLabel { kind })
+                .set(as_gauge(value));
         }
         self.connections.set(as_gauge(sizes.connections));
         self.ready.set(i64::from(sizes.ready));
@@ -202,7 +226,10 @@ mod tests {
             ready: true,
             ..Sizes::default()
         });
-        assert!(text.contains("cyberid_verifications_total{verdict=\"replayed\"} 1"), "{text}");
+        assert!(
+            text.contains("cyberid_verifications_total{verdict=\"replayed\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("cyberid_http_responses_total{route=\"verify\",status=\"200\"} 1"));
         assert!(text.contains("cyberid_live_nonces 42"));
         assert!(text.contains("cyberid_queue_depth 3"));

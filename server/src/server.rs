@@ -199,7 +199,9 @@ async fn reload_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             keys_seen = keys_now;
             match app.reload_keys() {
                 Ok(()) => tracing::info!("issuer keys reloaded"),
-                Err(error) => tracing::warn!("keys.toml not applied, keeping the keys in force: {error}"),
+                Err(error) => {
+                    tracing::warn!("keys.toml not applied, keeping the keys in force: {error}")
+                }
             }
         }
         let credentials_now = modified(app.dir.credentials_path());

@@ -1,5 +1,7 @@
 //! Helpers shared by cyberid's integration tests.
 
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

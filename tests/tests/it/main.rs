@@ -5,4 +5,6 @@ mod crash;
 mod full_disk;
 mod openssl_interop;
 mod protocol_vectors;
+mod server;
+mod server_process;
 mod sm2_differential;
