@@ -111,6 +111,20 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
 
 type Answer = Result<Response<Full<Bytes>>, ApiError>;
 
+/// Every route, as `docs/openapi.yaml` names it; the OpenAPI test checks the two agree and
+/// that each is served.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/v1/verify"),
+    ("POST", "/v1/certificates"),
+    ("POST", "/v1/admin/web-numbers/{web_number}/{action}"),
+    ("POST", "/v1/admin/certificates/{certificate_id}/revoke"),
+    ("POST", "/v1/admin/keys/{key_id}/revoke"),
+    ("GET", "/v1/admin/revocations"),
+];
+
 /// Answers one request. Never fails: every error becomes a JSON error body.
 pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();

@@ -29,6 +29,8 @@ mod error;
 mod metrics;
 mod server;
 
+#[doc(hidden)]
+pub use api::ROUTES;
 pub use cli::run as run_cli;
 #[doc(hidden)]
 pub use client::Client;
