@@ -121,7 +121,10 @@ async fn every_operation_answers_as_documented() {
     let holder = WebNumber::generate().unwrap();
     let key_id = node.prepared.issuer.key().key_id().to_string();
     let mut checked = 0;
-    for (method, template) in operations(&doc) {
+    // Administrative actions last: they suspend the holder and revoke the key.
+    let mut all: Vec<(String, String)> = operations(&doc).into_iter().collect();
+    all.sort_by_key(|(_, template)| template.contains("/admin/"));
+    for (method, template) in all {
         let operation = &doc["paths"][&template][method.to_lowercase()];
         let path = template
             .replace("{web_number}", &holder.to_string())
@@ -149,6 +152,10 @@ async fn every_operation_answers_as_documented() {
         };
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let mut attempts = vec![(key.clone(), body.clone())];
+        if template == "/v1/verify" {
+            // Valid, then replayed: both verdict shapes.
+            attempts.push((key.clone(), body.clone()));
+        }
         if key.is_some() {
             // Without credentials: a documented 401 with a documented error body.
             attempts.push((None, body.clone()));
@@ -175,6 +182,6 @@ async fn every_operation_answers_as_documented() {
             checked += 1;
         }
     }
-    assert!(checked >= 2 * cyberid::ROUTES.len() - 3);
+    assert!(checked >= 2 * cyberid::ROUTES.len() - 2);
     node.shutdown().await;
 }
