@@ -189,7 +189,7 @@ impl Credentials {
         for entry in &file.platforms {
             let rate = entry.rate_limit.unwrap_or(default_rate_limit);
             let platform = Arc::new(Platform {
-                id: entry.id.clone(),
+                id: entry.id,
                 scopes: entry.scopes.clone(),
                 limiter: NonZeroU32::new(rate)
                     .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
@@ -257,7 +257,7 @@ pub(crate) fn add_platform(
     }
     let key = new_key(&dir.credential_secret()?, PLATFORM_PREFIX, now)?;
     file.platforms.push(PlatformEntry {
-        id: id.clone(),
+        id: *id,
         scopes: scopes.to_vec(),
         rate_limit,
         keys: vec![key.stored],

@@ -19,7 +19,11 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     match value.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let pointer = reference.strip_prefix('#').expect("local reference");
-            resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("dangling {reference}")))
+            resolve(
+                doc,
+                doc.pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling {reference}")),
+            )
         }
         None => value,
     }
@@ -29,7 +33,10 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
 fn check(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
     let schema = resolve(doc, schema);
     if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
-        let matching = options.iter().filter(|option| check(doc, option, value, at).is_ok()).count();
+        let matching = options
+            .iter()
+            .filter(|option| check(doc, option, value, at).is_ok())
+            .count();
         return if matching == 1 {
             Ok(())
         } else {
@@ -48,8 +55,13 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), Str
     }
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
-            let object = value.as_object().ok_or(format!("{at}: not an object: {value}"))?;
-            let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+            let object = value
+                .as_object()
+                .ok_or(format!("{at}: not an object: {value}"))?;
+            let properties = schema["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             for required in schema["required"].as_array().into_iter().flatten() {
                 let name = required.as_str().unwrap();
                 if !object.contains_key(name) {
@@ -129,7 +141,10 @@ async fn every_operation_answers_as_documented() {
         let path = template
             .replace("{web_number}", &holder.to_string())
             .replace("{action}", "suspend")
-            .replace("{certificate_id}", &CertificateId::generate().unwrap().to_string())
+            .replace(
+                "{certificate_id}",
+                &CertificateId::generate().unwrap().to_string(),
+            )
             .replace("{key_id}", &key_id);
         let path = if template.ends_with("revocations") {
             format!("{path}?after=0&limit=5")
@@ -146,7 +161,9 @@ async fn every_operation_answers_as_documented() {
         });
         let body = match template.as_str() {
             "/v1/verify" => Some(json!({ "certificate": node.certificate(holder, None) })),
-            "/v1/certificates" => Some(json!({ "web_number": holder, "claims": { "age": "adult" } })),
+            "/v1/certificates" => {
+                Some(json!({ "web_number": holder, "claims": { "age": "adult" } }))
+            }
             _ if method == "POST" => Some(json!({ "reason": "openapi" })),
             _ => None,
         };
@@ -172,8 +189,13 @@ async fn every_operation_answers_as_documented() {
             );
             let response = resolve(&doc, documented);
             if let Some(schema) = response["content"]["application/json"].get("schema") {
-                check(&doc, schema, &answer, &format!("{method} {template} {status}"))
-                    .unwrap_or_else(|mismatch| panic!("{mismatch}"));
+                check(
+                    &doc,
+                    schema,
+                    &answer,
+                    &format!("{method} {template} {status}"),
+                )
+                .unwrap_or_else(|mismatch| panic!("{mismatch}"));
             }
             assert!(
                 status.as_u16() < 500,
