@@ -627,6 +627,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_query_is_parsed_or_refused_within_bounds(query in ".{0,64}") {
+            if let Ok((_, limit)) = history_query(Some(&query)) {
+                proptest::prop_assert!((1..=HISTORY_MAX_LIMIT).contains(&limit));
+            }
+        }
+    }
+
     #[test]
     fn engine_errors_map_to_the_party_at_fault() {
         let overloaded = ApiError::engine(&EngineError::Overloaded, 2);

@@ -492,6 +492,22 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_header_is_answered_without_panicking(header in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let credentials = Credentials::build(&CredentialsFile::default(), [7; 32], 0).unwrap();
+            proptest::prop_assert!(credentials.authenticate(Some(&header)).is_err());
+        }
+
+        #[test]
+        fn made_keys_parse_to_their_id(seed in proptest::num::u64::ANY) {
+            let key = new_key(&[seed as u8; 32], PLATFORM_PREFIX, seed).unwrap();
+            let (prefix, id) = parse_api_key(&key.api_key).unwrap();
+            proptest::prop_assert_eq!(prefix, PLATFORM_PREFIX);
+            proptest::prop_assert_eq!(hex::encode(id), key.stored.id);
+        }
+    }
+
     #[test]
     fn the_platform_rate_limit_applies() {
         let (_temp, dir) = fixture();
