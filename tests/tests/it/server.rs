@@ -535,3 +535,54 @@ async fn a_store_locked_by_another_node_fails_startup_with_its_code() {
     second.shutdown().await.unwrap();
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut node = Node::start(|config| {
+        config.header_timeout_ms = 200;
+        config.body_timeout_ms = 200;
+    })
+    .await;
+    // Headers that never finish: the connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(node.address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut buffer),
+    )
+    .await
+    .expect("the server kept a half-sent request open");
+    assert!(read.is_err() || !String::from_utf8_lossy(&buffer).contains("200 OK"));
+
+    // A body that never finishes: 408 with its code, and the certificate is not consumed.
+    let text = node.certificate(holder(), None);
+    let mut stream = tokio::net::TcpStream::connect(node.address).await.unwrap();
+    let head = format!(
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"certificate\":\"{text}",
+        node.prepared.shop_key
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read(&mut response),
+    )
+    .await
+    .expect("no answer to a stalled body")
+    .unwrap();
+    let response = String::from_utf8_lossy(&response[..read]);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("body_timeout"), "{response}");
+    let mut client = node.client().await;
+    assert_eq!(
+        verdict(&mut client, &node.prepared.shop_key, &text).await,
+        "valid"
+    );
+    node.shutdown().await;
+}
