@@ -170,10 +170,7 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> (&'static str, Ans
             Some(refused) => refused,
             None => ("issue", issue(app, request).await),
         },
-        ["v1", "admin", rest @ ..] => {
-            let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
-            ("admin", admin(app, request, &rest).await)
-        }
+        ["v1", "admin", rest @ ..] => ("admin", admin(app, request, rest).await),
         _ => ("unknown", Err(ApiError::not_found())),
     }
 }
@@ -460,7 +457,7 @@ struct History {
 
 const HISTORY_MAX_LIMIT: usize = 1000;
 
-async fn admin(app: &Arc<App>, request: Request<Incoming>, path: &[String]) -> Answer {
+async fn admin(app: &Arc<App>, request: Request<Incoming>, path: &[&str]) -> Answer {
     let authority = match authenticate(app, &request)? {
         Principal::Authority(authority) => authority,
         Principal::Platform(_) => {
@@ -472,9 +469,8 @@ async fn admin(app: &Arc<App>, request: Request<Incoming>, path: &[String]) -> A
         }
     };
     let engine = app.engine()?;
-    let path: Vec<&str> = path.iter().map(String::as_str).collect();
     let method = request.method().clone();
-    if let ["revocations"] = path.as_slice() {
+    if let ["revocations"] = path {
         if method != Method::GET {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -501,7 +497,7 @@ async fn admin(app: &Arc<App>, request: Request<Incoming>, path: &[String]) -> A
             },
         ));
     }
-    let change = match path.as_slice() {
+    let change = match path {
         ["web-numbers", number, action] => {
             let standing = match *action {
                 "suspend" => Standing::Suspended,

@@ -76,6 +76,15 @@ impl Demo<'_> {
         Ok(body)
     }
 
+    /// Issues a certificate and returns its text only.
+    async fn issue_text(&mut self, holder: WebNumber, audience: &str) -> Result<String, Error> {
+        let issued = self.issue(holder, audience).await?;
+        Ok(issued["certificate"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
     async fn verify(&mut self, certificate: &str) -> Result<(StatusCode, Value), Error> {
         self.client
             .call(
@@ -144,16 +153,14 @@ impl Demo<'_> {
             &self.verdict(revoked).await?,
         )?;
 
-        let elsewhere = self.issue(holder, "other.shop").await?;
-        let elsewhere = elsewhere["certificate"].as_str().unwrap_or_default();
+        let elsewhere = self.issue_text(holder, "other.shop").await?;
         expect(
             "a certificate meant for another platform is refused",
             "wrong_audience",
-            &self.verdict(elsewhere).await?,
+            &self.verdict(&elsewhere).await?,
         )?;
 
-        let forged = self.issue(holder, PLATFORM).await?;
-        let forged = flip_signature_bit(forged["certificate"].as_str().unwrap_or_default())?;
+        let forged = flip_signature_bit(&self.issue_text(holder, PLATFORM).await?)?;
         expect(
             "a forged signature is refused",
             "bad_signature",
@@ -166,12 +173,11 @@ impl Demo<'_> {
             "applied",
             &self.admin(&path).await?,
         )?;
-        let while_suspended = self.issue(holder, PLATFORM).await?;
-        let while_suspended = while_suspended["certificate"].as_str().unwrap_or_default();
+        let while_suspended = self.issue_text(holder, PLATFORM).await?;
         expect(
             "its certificates are refused while suspended",
             "revoked",
-            &self.verdict(while_suspended).await?,
+            &self.verdict(&while_suspended).await?,
         )?;
         let path = format!("/v1/admin/web-numbers/{holder}/reinstate");
         expect(
@@ -179,12 +185,11 @@ impl Demo<'_> {
             "applied",
             &self.admin(&path).await?,
         )?;
-        let after = self.issue(holder, PLATFORM).await?;
-        let after = after["certificate"].as_str().unwrap_or_default();
+        let after = self.issue_text(holder, PLATFORM).await?;
         expect(
             "a new certificate verifies again",
             "valid",
-            &self.verdict(after).await?,
+            &self.verdict(&after).await?,
         )?;
 
         let (status, _) = self
@@ -193,7 +198,7 @@ impl Demo<'_> {
                 Method::POST,
                 "/v1/verify",
                 None,
-                Some(json!({ "certificate": after })),
+                Some(json!({ "certificate": &after })),
             )
             .await?;
         expect(

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::app::{App, Readiness};
+use crate::app::App;
 use crate::datadir::DataDir;
 use crate::{Error, ServeConfig};
 
@@ -118,9 +118,7 @@ impl Server {
                 .await
                 .map_err(|_| Error::Config("closing the store panicked".into()))?;
         }
-        if self.app.readiness() == Readiness::ShuttingDown {
-            tracing::info!("stopped");
-        }
+        tracing::info!("stopped");
         Ok(())
     }
 }
