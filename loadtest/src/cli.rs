@@ -161,6 +161,15 @@ struct Cli {
     /// loop: 10 unless this or --requests is given.
     #[arg(long, value_name = "SECONDS", help_heading = "Load")]
     duration: Option<f64>,
+    /// Requests sent closed loop before the measured run, to take the node's cold start out
+    /// of the figures (recommended for step mode). Their answers are still checked.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "REQUESTS",
+        help_heading = "Load"
+    )]
+    warmup: u64,
     /// A request unanswered after this long counts as a timeout.
     #[arg(long, default_value_t = 10_000, help_heading = "Load")]
     timeout_ms: u64,
@@ -316,6 +325,7 @@ impl Cli {
         config.body = self.body;
         config.allow_overload = self.allow_overload;
         config.progress = !self.quiet;
+        config.warmup = self.warmup;
         Ok(config)
     }
 }

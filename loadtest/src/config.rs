@@ -141,6 +141,10 @@ pub struct Config {
     pub allow_overload: bool,
     /// Show a progress bar on standard error (only if it is a terminal).
     pub progress: bool,
+    /// Requests sent closed loop before the measured run, to take the node's cold start (lazy
+    /// tables, first allocations, connection set-up) out of the figures. Their answers are
+    /// checked like all others, and reported apart.
+    pub warmup: u64,
 }
 
 impl Config {
@@ -167,6 +171,7 @@ impl Config {
             body: BodyFormat::Json,
             allow_overload: false,
             progress: false,
+            warmup: 0,
         }
     }
 
@@ -248,6 +253,7 @@ impl Config {
                     requests,
                     duration,
                     grace,
+                    fit: false,
                 }))
             }
             Mode::Closed => {
@@ -267,6 +273,7 @@ impl Config {
                     requests: self.requests.unwrap_or(DEFAULT_CLOSED_REQUESTS),
                     duration,
                     grace: Duration::ZERO,
+                    fit: self.duration.is_none(),
                 }))
             }
             Mode::Step(plan) => {
@@ -304,6 +311,7 @@ impl Config {
                             requests: schedule.requests_within(plan.step).max(1),
                             duration: plan.step,
                             grace,
+                            fit: false,
                         })
                     })
                     .collect::<Result<_, Error>>()?;
@@ -392,6 +400,9 @@ pub(crate) struct Phase {
     pub(crate) duration: Duration,
     /// How long past `duration` open-loop requests that fell behind may still go out.
     pub(crate) grace: Duration,
+    /// Bounded by its request count only: `duration` is a ceiling that may shrink to what the
+    /// certificates allow once they are made, instead of refusing the run.
+    pub(crate) fit: bool,
 }
 
 #[cfg(test)]
@@ -463,6 +474,7 @@ mod tests {
         assert_eq!(closed.requests, DEFAULT_CLOSED_REQUESTS);
         assert_eq!(closed.duration, Duration::from_secs(295));
         assert!(closed.schedule.is_none());
+        assert!(closed.fit);
 
         let mut open = config();
         open.mode = Mode::Open { rate: 200.0 };

@@ -54,6 +54,7 @@ pub use error::Error;
 pub use mix::{Kind, Mix};
 pub use report::{
     KindReport, Knee, Outcome, Percentiles, PreparationReport, Report, SecondReport, Totals,
+    WarmupReport,
 };
 pub use run::{run, run_blocking};
 pub use schedule::Schedule;

@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::StepReport;
 
+/// `value` to `decimals` places. Reports round what they derive (means, rates, seconds) to
+/// the resolution they were measured at: the JSON is then readable, and each number, having
+/// at most 15 significant digits, reads back as exactly the same float.
+pub(crate) fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -37,7 +45,7 @@ impl Percentiles {
         let ms = |micros: u64| micros as f64 / 1e3;
         Self {
             count: histogram.len(),
-            mean_ms: histogram.mean() / 1e3,
+            mean_ms: round(histogram.mean() / 1e3, 3),
             p50_ms: ms(histogram.value_at_quantile(0.50)),
             p90_ms: ms(histogram.value_at_quantile(0.90)),
             p99_ms: ms(histogram.value_at_quantile(0.99)),
@@ -136,6 +144,18 @@ pub struct PreparationReport {
     pub seconds: f64,
 }
 
+/// The unmeasured requests sent before the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WarmupReport {
+    /// Requests that ended.
+    pub requests: u64,
+    /// How long they took.
+    pub seconds: f64,
+    /// How their answers counted: checked like the run's.
+    pub totals: Totals,
+}
+
 /// The knee of a step run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -185,7 +205,9 @@ pub struct Report {
     pub seconds: f64,
     /// Requests ended per second of load.
     pub throughput: f64,
-    /// Why sending stopped: `requests` (all sent), `duration`, or `knee` (step mode).
+    /// Why sending stopped: `requests` (all sent), `duration`, `schedule` (open loop: every
+    /// request due was sent), `step_missed` or `steps` (step mode: a step missed, or all kept
+    /// up).
     pub ended_by: String,
     /// Latency from each request's due time (open loop: the schedule; closed loop: sending).
     pub latency: Percentiles,
@@ -212,6 +234,9 @@ pub struct Report {
     /// Step mode: the highest rate that kept up; absent if the first step already failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knee: Option<Knee>,
+    /// The warm-up before the run, if any: not in the figures above, but judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<WarmupReport>,
     /// Whether overload answers were allowed.
     pub allow_overload: bool,
     /// The verdict on the run.
@@ -235,17 +260,20 @@ impl Report {
     /// fail it unless allowed, or unless they came in the step past the knee, where shedding
     /// load is how the knee shows itself.
     pub(crate) fn judge(&mut self, overloads_past_knee: u64) {
+        let warm = self.warmup.as_ref().map(|w| w.totals).unwrap_or_default();
         let mut failures = Vec::new();
-        if self.totals.mismatched > 0 {
+        let mismatched = self.totals.mismatched + warm.mismatched;
+        if mismatched > 0 {
             failures.push(format!(
-                "{} answers differ from what the protocol requires",
-                self.totals.mismatched
+                "{mismatched} answers differ from what the protocol requires"
             ));
         }
-        if self.totals.transport > 0 {
-            failures.push(format!("{} requests got no answer", self.totals.transport));
+        let transport = self.totals.transport + warm.transport;
+        if transport > 0 {
+            failures.push(format!("{transport} requests got no answer"));
         }
-        let overloads = self.totals.overloaded.saturating_sub(overloads_past_knee);
+        let overloads =
+            (self.totals.overloaded + warm.overloaded).saturating_sub(overloads_past_knee);
         let overload_failure = overloads > 0 && !self.allow_overload;
         self.outcome = if !failures.is_empty() {
             Outcome::Fail
@@ -312,6 +340,15 @@ impl fmt::Display for Report {
             self.preparation.source,
             self.preparation.seconds
         )?;
+        if let Some(warm) = &self.warmup {
+            writeln!(
+                out,
+                "warm-up: {} requests in {:.2} s, not measured ({} not as expected)",
+                warm.requests,
+                warm.seconds,
+                warm.totals.mismatched + warm.totals.overloaded + warm.totals.transport
+            )?;
+        }
         writeln!(
             out,
             "{} of {} requests in {:.2} s: {:.0} requests/s (ended by {}){}{}",
@@ -532,12 +569,30 @@ pub(crate) mod tests {
             timeline,
             steps: Vec::new(),
             knee: None,
+            warmup: Some(WarmupReport {
+                requests: 100,
+                seconds: 0.1,
+                totals: Totals {
+                    matched: 100,
+                    ..Totals::default()
+                },
+            }),
             allow_overload: false,
             outcome: Outcome::Pass,
             failures: Vec::new(),
         };
         report.judge(0);
         report
+    }
+
+    #[test]
+    fn rounding_keeps_the_measured_resolution() {
+        assert_eq!(round(1.608_006_666_666_666_1, 3), 1.608);
+        assert_eq!(round(2_458.842_903_936_745, 3), 2_458.843);
+        assert_eq!(round(0.183_012_912_4, 6), 0.183_013);
+        let back: f64 =
+            serde_json::from_str(&serde_json::to_string(&round(1.0 / 3.0, 6)).unwrap()).unwrap();
+        assert_eq!(back, round(1.0 / 3.0, 6));
     }
 
     #[test]
@@ -575,6 +630,7 @@ pub(crate) mod tests {
             "bad_signature 100",
             "errors: overloaded ×2",
             "mismatches: none",
+            "warm-up: 100 requests",
             "result: OVERLOAD",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
@@ -621,6 +677,7 @@ pub(crate) mod tests {
             "mismatches",
             "errors",
             "timeline",
+            "warmup",
             "allow_overload",
             "outcome",
             "failures",
@@ -662,6 +719,14 @@ pub(crate) mod tests {
         report.totals.mismatched = 0;
         report.totals.transport = 1;
         report.allow_overload = true;
+        report.judge(0);
+        assert_eq!(report.outcome, Outcome::Fail);
+
+        // Wrong answers during the warm-up fail the run too.
+        report.totals.transport = 0;
+        report.judge(0);
+        assert_eq!(report.outcome, Outcome::Pass);
+        report.warmup.as_mut().unwrap().totals.mismatched = 1;
         report.judge(0);
         assert_eq!(report.outcome, Outcome::Fail);
     }

@@ -14,7 +14,9 @@ use crate::config::{LIFETIME_MARGIN, Phase, Plan};
 use crate::http::{Connection, Template};
 use crate::prepare::{Planned, Prepared, prepare};
 use crate::record::{Live, Recorder, Second, Tally};
-use crate::report::{KindReport, Knee, Percentiles, PreparationReport, SecondReport, Totals};
+use crate::report::{
+    KindReport, Knee, Percentiles, PreparationReport, SecondReport, Totals, WarmupReport, round,
+};
 use crate::schedule::Schedule;
 use crate::step::knee;
 use crate::verdict::{Class, Expect, Observed, TransportError, classify};
@@ -40,6 +42,20 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
         enabled: config.progress && std::io::stderr().is_terminal(),
     };
     let mut connections = Vec::new();
+    let warmup = match config.warmup {
+        0 => None,
+        requests => {
+            let phase = Phase {
+                schedule: None,
+                requests,
+                duration: Duration::from_secs(u64::from(config.lifetime)),
+                grace: Duration::ZERO,
+                fit: true,
+            };
+            let warm = run_one(config, &template, &mut connections, phase, &progress).await?;
+            Some(warmup_report(&warm))
+        }
+    };
     let mut ran = Vec::new();
     match &plan {
         Plan::Single(phase) => {
@@ -60,7 +76,7 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
             }
         }
     }
-    Ok(assemble(config, &plan, threads, &ran))
+    Ok(assemble(config, &plan, threads, &ran, warmup))
 }
 
 /// Runs `config` on a runtime of its own with `threads` worker threads (one thread runs
@@ -109,7 +125,7 @@ async fn run_one(
         spinner.finish_and_clear();
     }
     let prepared = prepared?;
-    phase.duration = fit_to_certificates(config, &phase, &prepared)?;
+    phase.duration = fit_to_certificates(&phase, &prepared)?;
     while connections.len() < config.connections {
         let connection = open(config.target, config.timeout)
             .await
@@ -153,11 +169,7 @@ fn unix_now() -> f64 {
 /// The time the phase may send for, now that its certificates exist: what was asked, unless
 /// the certificates expire first. A closed-loop run bounded only by its request count simply
 /// stops sending in time; a run whose asked duration no longer fits is refused.
-fn fit_to_certificates(
-    config: &Config,
-    phase: &Phase,
-    prepared: &Prepared,
-) -> Result<Duration, Error> {
+fn fit_to_certificates(phase: &Phase, prepared: &Prepared) -> Result<Duration, Error> {
     let Some(expires_at) = prepared.expires_at else {
         return Ok(phase.duration);
     };
@@ -166,8 +178,7 @@ fn fit_to_certificates(
     if needed <= left {
         return Ok(phase.duration);
     }
-    let stretchable = phase.schedule.is_none() && config.duration.is_none();
-    if stretchable && left >= 1.0 {
+    if phase.fit && left >= 1.0 {
         return Ok(Duration::from_secs_f64(left));
     }
     Err(Error::Lifetime(format!(
@@ -406,7 +417,7 @@ fn step_report(plan: &StepPlan, ran: &Ran) -> StepReport {
         rate,
         sent: classes.total(),
         unsent: ran.tally.unsent,
-        achieved: classes.matched as f64 / length,
+        achieved: round(classes.matched as f64 / length, 3),
         p50_ms: latency.p50_ms,
         p99_ms: latency.p99_ms,
         max_ms: latency.max_ms,
@@ -422,7 +433,27 @@ fn step_report(plan: &StepPlan, ran: &Ran) -> StepReport {
     step
 }
 
-fn assemble(config: &Config, plan: &Plan, threads: usize, ran: &[Ran]) -> Report {
+fn warmup_report(ran: &Ran) -> WarmupReport {
+    let classes = ran.tally.classes;
+    WarmupReport {
+        requests: classes.total(),
+        seconds: round(ran.tally.last_answer.as_secs_f64(), 6),
+        totals: Totals {
+            matched: classes.matched,
+            mismatched: classes.mismatched,
+            overloaded: classes.overloaded,
+            transport: classes.transport,
+        },
+    }
+}
+
+fn assemble(
+    config: &Config,
+    plan: &Plan,
+    threads: usize,
+    ran: &[Ran],
+    warmup: Option<WarmupReport>,
+) -> Report {
     let mut tally = Tally::empty();
     let mut timeline = Vec::new();
     let mut seconds = 0.0;
@@ -439,7 +470,7 @@ fn assemble(config: &Config, plan: &Plan, threads: usize, ran: &[Ran]) -> Report
                 .enumerate()
                 .map(|(i, second)| SecondReport {
                     second: offset + i as u64,
-                    length_s: (end - i as f64).clamp(0.0, 1.0),
+                    length_s: round((end - i as f64).clamp(0.0, 1.0), 6),
                     target_rate: rate,
                     completed: second.classes.total(),
                     matched: second.classes.matched,
@@ -494,11 +525,15 @@ fn assemble(config: &Config, plan: &Plan, threads: usize, ran: &[Ran]) -> Report
                 rate: steps[i].rate,
                 achieved: steps[i].achieved,
                 p99_ms: steps[i].p99_ms,
-                p99_bound_ms: step_plan.p99_bound.as_secs_f64() * 1e3,
+                p99_bound_ms: round(step_plan.p99_bound.as_secs_f64() * 1e3, 6),
             });
             let missed = steps.last().filter(|step| !step.passed);
             let past = missed.map_or(0, |step| step.overloaded);
-            let ended = if missed.is_some() { "knee" } else { "steps" };
+            let ended = if missed.is_some() {
+                "step_missed"
+            } else {
+                "steps"
+            };
             (steps, knee_report, ended, past)
         }
         Plan::Single(phase) => {
@@ -536,15 +571,15 @@ fn assemble(config: &Config, plan: &Plan, threads: usize, ran: &[Ran]) -> Report
         preparation: PreparationReport {
             source: config.source.name().to_owned(),
             certificates: ran.iter().map(|r| r.certificates).sum(),
-            seconds: ran.iter().map(|r| r.preparation.as_secs_f64()).sum(),
+            seconds: round(ran.iter().map(|r| r.preparation.as_secs_f64()).sum(), 6),
         },
         planned,
         completed,
         unsent: tally.unsent,
         reconnects: tally.reconnects,
-        seconds,
+        seconds: round(seconds, 6),
         throughput: if seconds > 0.0 {
-            completed as f64 / seconds
+            round(completed as f64 / seconds, 3)
         } else {
             0.0
         },
@@ -564,6 +599,7 @@ fn assemble(config: &Config, plan: &Plan, threads: usize, ran: &[Ran]) -> Report
         timeline,
         steps,
         knee: knee_report,
+        warmup,
         allow_overload: config.allow_overload,
         outcome: Outcome::Pass,
         failures: Vec::new(),
