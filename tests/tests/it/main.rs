@@ -3,6 +3,7 @@
 mod annex_a;
 mod crash;
 mod full_disk;
+mod loadtest;
 mod openapi;
 mod openssl_interop;
 mod protocol_vectors;
