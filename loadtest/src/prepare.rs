@@ -32,17 +32,31 @@ const REVOKED_HOLDERS: usize = 8;
 /// At most this many connections carry the preparation's calls to the node.
 const PREPARATION_CONNECTIONS: usize = 8;
 
-/// One request, ready to send.
-#[derive(Debug, Clone)]
-pub(crate) struct Planned {
-    pub(crate) expect: Expect,
-    pub(crate) body: Bytes,
+/// A phase's requests in send order. Each is its expectation and the index of its body among
+/// the distinct bodies: eight bytes a request, so a long closed-loop run of reused kinds does
+/// not hold a reference-counted body per request.
+#[derive(Debug)]
+pub(crate) struct Requests {
+    order: Vec<(Expect, u32)>,
+    bodies: Vec<Bytes>,
 }
 
-/// A phase's requests in send order.
+impl Requests {
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// What request `index` expects, and its body.
+    pub(crate) fn get(&self, index: usize) -> (Expect, &Bytes) {
+        let (expect, body) = self.order[index];
+        (expect, &self.bodies[body as usize])
+    }
+}
+
+/// A phase's requests, ready to send.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    pub(crate) requests: Arc<[Planned]>,
+    pub(crate) requests: Arc<Requests>,
     /// Distinct certificates made.
     pub(crate) certificates: u64,
     /// The earliest expiry of a certificate that must still be current, Unix seconds; `None`
@@ -70,13 +84,12 @@ struct Made {
 pub(crate) async fn prepare(config: &Config, total: u64) -> Result<Prepared, Error> {
     let started = Instant::now();
     if config.expect_any {
-        let body = synthetic_body(config.body);
-        let planned = Planned {
-            expect: Expect::Any,
-            body,
+        let requests = Requests {
+            order: vec![(Expect::Any, 0); total as usize],
+            bodies: vec![synthetic_body(config.body)],
         };
         return Ok(Prepared {
-            requests: vec![planned; total as usize].into(),
+            requests: Arc::new(requests),
             certificates: 0,
             expires_at: None,
             took: started.elapsed(),
@@ -155,35 +168,34 @@ pub(crate) async fn prepare(config: &Config, total: u64) -> Result<Prepared, Err
         revoke(config, &revoked_holders).await?;
     }
 
-    let bodies: Vec<(Kind, Vec<Bytes>)> = by_kind
-        .into_iter()
-        .map(|(kind, list)| {
-            let bodies = list
-                .iter()
-                .map(|made| body(config.body, &made.bytes))
-                .collect::<Result<_, Error>>()?;
-            Ok((kind, bodies))
-        })
-        .collect::<Result<_, Error>>()?;
+    // The distinct bodies, each kind's together: kind k's j-th body is at first[k] + j.
+    let mut bodies = Vec::with_capacity(certificates as usize);
+    let mut first = [0usize; 6];
+    let mut made_of = [0usize; 6];
+    for (kind, list) in &by_kind {
+        first[*kind as usize] = bodies.len();
+        made_of[*kind as usize] = list.len();
+        for made in list {
+            bodies.push(body(config.body, &made.bytes)?);
+        }
+    }
+    let index = |i: usize| -> Result<u32, Error> {
+        u32::try_from(i).map_err(|_| Error::Config("too many distinct certificates".into()))
+    };
     let mut next = [0usize; 6];
-    let requests = config
+    let order = config
         .mix
         .sequence(total)
         .into_iter()
         .map(|kind| {
-            let (_, list) = bodies
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .expect("every kind in the sequence has bodies");
-            let i = &mut next[kind as usize];
-            let body = list[*i % list.len()].clone();
-            *i += 1;
-            Planned {
-                expect: Expect::Verdict(kind),
-                body,
-            }
+            let k = kind as usize;
+            // Valid bodies are each used once; the others cycle through their pool.
+            let body = first[k] + next[k] % made_of[k];
+            next[k] += 1;
+            Ok((Expect::Verdict(kind), index(body)?))
         })
-        .collect();
+        .collect::<Result<_, Error>>()?;
+    let requests = Arc::new(Requests { order, bodies });
     Ok(Prepared {
         requests,
         certificates,
@@ -566,6 +578,92 @@ mod tests {
             &made[1].bytes[..63],
             &made[1].bytes[63..].try_into().unwrap()
         ));
+    }
+
+    /// A data directory holding just an issuing key, as the harness reads it.
+    fn data_dir_with_key() -> (tempfile::TempDir, IssuerSigningKey) {
+        let temp = tempfile::tempdir().unwrap();
+        let key = IssuerSigningKey::generate().unwrap();
+        let id = key.key_id();
+        std::fs::write(
+            temp.path().join("keys.toml"),
+            format!("issuing = \"{id}\"\n"),
+        )
+        .unwrap();
+        std::fs::create_dir(temp.path().join("keys")).unwrap();
+        std::fs::write(
+            temp.path().join("keys").join(format!("{id}.key.pem")),
+            key.to_pkcs8_pem().unwrap().as_bytes(),
+        )
+        .unwrap();
+        (temp, key)
+    }
+
+    #[tokio::test]
+    async fn each_request_carries_a_certificate_of_its_kind_and_valid_ones_are_unique() {
+        let (dir, key) = data_dir_with_key();
+        let mut config = Config::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+            "cyp_a_b",
+            Source::DataDir(dir.path().to_path_buf()),
+        );
+        config.mix = "valid=4,forged=2,expired=1,wrong-audience=1"
+            .parse()
+            .unwrap();
+        config.pool = 3;
+        config.platform = Some("shop.example".parse().unwrap());
+        config.body = BodyFormat::Binary;
+        let prepared = prepare(&config, 80).await.unwrap();
+        let requests = &prepared.requests;
+        assert_eq!(requests.len(), 80);
+        assert_eq!(prepared.certificates, 40 + 3 + 3 + 3);
+        let now = SystemClock.now();
+        assert!(prepared.expires_at.unwrap().abs_diff(now + 300) <= 2);
+
+        let mut seen = std::collections::HashMap::<Kind, std::collections::HashSet<Bytes>>::new();
+        let mut sent = std::collections::HashMap::<Kind, usize>::new();
+        for index in 0..requests.len() {
+            let (expect, body) = requests.get(index);
+            let Expect::Verdict(kind) = expect else {
+                panic!("{expect:?}")
+            };
+            *sent.entry(kind).or_default() += 1;
+            seen.entry(kind).or_default().insert(body.clone());
+            let certificate = Certificate::from_bytes(body).unwrap();
+            let fields = certificate.fields();
+            let genuine = key
+                .public_key()
+                .verify(&body[..63], &body[63..].try_into().unwrap());
+            assert_eq!(genuine, kind != Kind::Forged, "{kind}");
+            assert_eq!(fields.expires_at() < now, kind == Kind::Expired, "{kind}");
+            let audience = fields.audience.map(|a| a.to_string());
+            let expected = match kind {
+                Kind::WrongAudience => "not-the-caller",
+                _ => "shop.example",
+            };
+            assert_eq!(audience.as_deref(), Some(expected), "{kind}");
+        }
+        assert_eq!(sent[&Kind::Valid], 40);
+        assert_eq!(
+            seen[&Kind::Valid].len(),
+            40,
+            "every valid request is unique"
+        );
+        assert_eq!((sent[&Kind::Forged], seen[&Kind::Forged].len()), (20, 3));
+        assert_eq!((sent[&Kind::Expired], seen[&Kind::Expired].len()), (10, 3));
+        assert_eq!(seen[&Kind::WrongAudience].len(), 3);
+    }
+
+    #[tokio::test]
+    async fn synthetic_requests_share_one_body_and_expect_anything() {
+        let config = Config::expect_any(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
+        let prepared = prepare(&config, 5).await.unwrap();
+        assert_eq!(prepared.requests.len(), 5);
+        assert_eq!(prepared.certificates, 0);
+        assert_eq!(prepared.expires_at, None);
+        let (expect, body) = prepared.requests.get(4);
+        assert_eq!(expect, Expect::Any);
+        assert_eq!(body, &synthetic_body(BodyFormat::Json));
     }
 
     #[test]

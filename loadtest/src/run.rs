@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::{LIFETIME_MARGIN, Phase, Plan};
 use crate::http::{Connection, Template};
-use crate::prepare::{Planned, Prepared, prepare};
+use crate::prepare::{Prepared, Requests, prepare};
 use crate::record::{Live, Recorder, Second, Tally};
 use crate::report::{
     KindReport, Knee, Percentiles, PreparationReport, SecondReport, Totals, WarmupReport, round,
@@ -207,7 +207,7 @@ async fn run_phase(
     template: &Arc<Template>,
     connections: Vec<Connection>,
     phase: Phase,
-    requests: Arc<[Planned]>,
+    requests: Arc<Requests>,
     progress: &Progress,
     label: &str,
 ) -> Result<(Vec<Connection>, Tally, Vec<Second>), Error> {
@@ -263,7 +263,7 @@ async fn run_phase(
 struct Worker {
     address: SocketAddr,
     template: Arc<Template>,
-    requests: Arc<[Planned]>,
+    requests: Arc<Requests>,
     timeout: Duration,
     expect_any: bool,
     connection: Connection,
@@ -310,7 +310,8 @@ impl Worker {
     }
 
     async fn send(&mut self, request: u64, due: Instant) {
-        let planned = &self.requests[request as usize];
+        let (expect, body) = self.requests.get(request as usize);
+        let body = body.clone();
         if !self.connection.usable() {
             match open(self.address, self.timeout).await {
                 Ok(connection) => {
@@ -320,7 +321,7 @@ impl Worker {
                 Err(_) => {
                     let now = Instant::now();
                     self.recorder.record(
-                        planned.expect,
+                        expect,
                         Observed::Transport(TransportError::Connect),
                         due,
                         now,
@@ -334,7 +335,7 @@ impl Worker {
         let sent = Instant::now();
         let result = self
             .connection
-            .exchange(self.template.request(planned.body.clone()), self.timeout)
+            .exchange(self.template.request(body), self.timeout)
             .await;
         let done = Instant::now();
         let observed = match result {
@@ -342,8 +343,7 @@ impl Worker {
             Ok((status, body)) => Observed::parse(status, &body),
             Err(error) => Observed::Transport(error),
         };
-        self.recorder
-            .record(planned.expect, observed, due, sent, done);
+        self.recorder.record(expect, observed, due, sent, done);
     }
 }
 
