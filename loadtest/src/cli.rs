@@ -86,8 +86,8 @@ struct Cli {
     pool: usize,
 
     /// The mix as kind=ratio pairs: valid, replayed, forged, expired, wrong-audience, revoked
-    /// (e.g. valid=90,replayed=4,forged=2,expired=2,wrong-audience=1,revoked=1). Only valid
-    /// when neither this nor a ratio flag is given.
+    /// (e.g. valid=90,replayed=4,forged=2,expired=2,wrong-audience=1,revoked=1). Without this
+    /// or a ratio flag, every certificate is a valid one.
     #[arg(long, help_heading = "Mix")]
     mix: Option<Mix>,
     /// Ratio of fresh genuine certificates (expect valid).
