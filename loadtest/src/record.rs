@@ -120,9 +120,10 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub(crate) fn new(start: Instant, timeline: Arc<Mutex<Vec<Second>>>, live: Arc<Live>) -> Self {
+    /// A recorder whose phase starts now; [`begin`](Self::begin) sets the actual start.
+    pub(crate) fn new(timeline: Arc<Mutex<Vec<Second>>>, live: Arc<Live>) -> Self {
         Self {
-            start,
+            start: Instant::now(),
             latency: fine(),
             service: fine(),
             lateness: fine(),
@@ -136,6 +137,11 @@ impl Recorder {
             unsent: 0,
             reconnects: 0,
         }
+    }
+
+    /// Sets when the phase started: the origin of its seconds.
+    pub(crate) fn begin(&mut self, start: Instant) {
+        self.start = start;
     }
 
     /// Records one request's end. `due` is when it should have been sent, `sent` when it was,
@@ -266,7 +272,8 @@ mod tests {
         let start = Instant::now();
         let timeline = Arc::new(Mutex::new(Vec::new()));
         let live = Arc::new(Live::default());
-        let mut recorder = Recorder::new(start, timeline.clone(), live.clone());
+        let mut recorder = Recorder::new(timeline.clone(), live.clone());
+        recorder.begin(start);
         let at = |millis: u64| start + Duration::from_millis(millis);
         let valid = Expect::Verdict(Kind::Valid);
         // Due at 0, sent late at 5 ms, answered at 7 ms: 7 ms latency, 2 ms service.

@@ -215,18 +215,25 @@ async fn run_phase(
     let live = Arc::new(Live::default());
     let bar = progress.bar(label, requests.len() as u64, live.clone());
     let next = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(connections.len());
-    for (index, connection) in connections.into_iter().enumerate() {
-        let worker = Worker {
+    // Everything a task needs, its histograms above all, is built before the clock starts:
+    // allocating them once stalled the start by tens of milliseconds, which the first
+    // requests' latency from their due time then showed as the node's.
+    let workers: Vec<Worker> = connections
+        .into_iter()
+        .map(|connection| Worker {
             address: config.target,
             template: template.clone(),
             requests: requests.clone(),
             timeout: config.timeout,
             expect_any: config.expect_any,
             connection,
-            recorder: Recorder::new(start, timeline.clone(), live.clone()),
-        };
+            recorder: Recorder::new(timeline.clone(), live.clone()),
+        })
+        .collect();
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(workers.len());
+    for (index, mut worker) in workers.into_iter().enumerate() {
+        worker.recorder.begin(start);
         tasks.push(match phase.schedule {
             Some(schedule) => tokio::spawn(worker.open_loop(
                 index,
