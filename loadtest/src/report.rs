@@ -59,8 +59,11 @@ impl Percentiles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SecondReport {
-    /// Seconds of load before this one (preparation between steps is left out).
+    /// Its index in the run.
     pub second: u64,
+    /// When it began, in seconds of load (the time spent preparing between steps is left
+    /// out, and a phase's last second lasts only until its last answer).
+    pub start_s: f64,
     /// The rate asked for in this second, open loop and step mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<f64>,
@@ -505,6 +508,7 @@ pub(crate) mod tests {
         let timeline = (0..5)
             .map(|second| SecondReport {
                 second,
+                start_s: second as f64,
                 length_s: if second == 4 { 0.5 } else { 1.0 },
                 target_rate: Some(200.0),
                 completed: 200 - second,

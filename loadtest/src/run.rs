@@ -466,6 +466,7 @@ fn assemble(
     let mut seconds = 0.0;
     for phase in ran {
         tally.add(&phase.tally);
+        let before = seconds;
         seconds += phase.tally.last_answer.as_secs_f64();
         let offset = timeline.len() as u64;
         let rate = phase.phase.schedule.map(|s| s.rate());
@@ -477,6 +478,7 @@ fn assemble(
                 .enumerate()
                 .map(|(i, second)| SecondReport {
                     second: offset + i as u64,
+                    start_s: round(before + i as f64, 6),
                     length_s: round((end - i as f64).clamp(0.0, 1.0), 6),
                     target_rate: rate,
                     completed: second.classes.total(),

@@ -22,6 +22,9 @@ const LATENCY: [Series; 5] = [
     ("max", RGBColor(127, 127, 127), |s| s.latency.max_ms),
 ];
 
+/// Every measured second is also a dot: a run of one or two seconds has no line to draw.
+const POINT: u32 = 2;
+
 const THROUGHPUT: RGBColor = RGBColor(31, 119, 180);
 const TARGET: RGBColor = RGBColor(127, 127, 127);
 const FAILED: RGBColor = RGBColor(214, 39, 40);
@@ -46,8 +49,10 @@ pub(crate) fn render(report: &Report) -> Result<String, Error> {
         let (upper, lower) = root.split_vertically(HEIGHT / 2 - 10);
 
         let timeline = &report.timeline;
-        let seconds = (timeline.len() as f64).max(1.0);
-        let xs = |second: &crate::SecondReport| second.second as f64 + 0.5;
+        let seconds = timeline
+            .last()
+            .map_or(1.0, |last| (last.start_s + last.length_s).max(1.0));
+        let xs = |second: &crate::SecondReport| second.start_s + second.length_s / 2.0;
 
         let highest = timeline
             .iter()
@@ -62,16 +67,19 @@ pub(crate) fn render(report: &Report) -> Result<String, Error> {
             .map_err(chart_error)?;
         latency
             .configure_mesh()
-            .x_desc("second")
+            .x_desc("seconds of load")
             .y_desc("ms")
             .draw()
             .map_err(chart_error)?;
         for (name, colour, read) in LATENCY {
             latency
-                .draw_series(LineSeries::new(
-                    timeline.iter().map(|s| (xs(s), read(s))),
-                    colour.stroke_width(2),
-                ))
+                .draw_series(
+                    LineSeries::new(
+                        timeline.iter().map(|s| (xs(s), read(s))),
+                        colour.stroke_width(2),
+                    )
+                    .point_size(POINT),
+                )
                 .map_err(chart_error)?
                 .label(name)
                 .legend(move |(x, y)| {
@@ -105,15 +113,18 @@ pub(crate) fn render(report: &Report) -> Result<String, Error> {
             .map_err(chart_error)?;
         throughput
             .configure_mesh()
-            .x_desc("second")
+            .x_desc("seconds of load")
             .y_desc("requests/s")
             .draw()
             .map_err(chart_error)?;
         throughput
-            .draw_series(LineSeries::new(
-                rated().map(|s| (xs(s), per_second(s.completed, s))),
-                THROUGHPUT.stroke_width(2),
-            ))
+            .draw_series(
+                LineSeries::new(
+                    rated().map(|s| (xs(s), per_second(s.completed, s))),
+                    THROUGHPUT.stroke_width(2),
+                )
+                .point_size(POINT),
+            )
             .map_err(chart_error)?
             .label("answered")
             .legend(|(x, y)| {
@@ -132,10 +143,13 @@ pub(crate) fn render(report: &Report) -> Result<String, Error> {
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], TARGET));
         }
         throughput
-            .draw_series(LineSeries::new(
-                rated().map(|s| (xs(s), per_second(s.mismatched + s.errors, s))),
-                FAILED.stroke_width(1),
-            ))
+            .draw_series(
+                LineSeries::new(
+                    rated().map(|s| (xs(s), per_second(s.mismatched + s.errors, s))),
+                    FAILED.stroke_width(1),
+                )
+                .point_size(POINT),
+            )
             .map_err(chart_error)?
             .label("wrong or failed")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], FAILED));
@@ -180,6 +194,8 @@ mod tests {
         }
         // Five latency lines, answered, target and failed, each a polyline over the timeline.
         assert!(svg.matches("<polyline").count() >= 8, "{svg}");
+        // A dot for each second of each measured series: 5 latency + answered + failed.
+        assert!(svg.matches("<circle").count() >= 7 * 4, "{svg}");
         // Every opened element is closed or self-closing: well-formed enough for a viewer.
         let opened = svg.matches('<').count();
         let closed = svg.matches("/>").count() + svg.matches("</").count() * 2;
