@@ -63,14 +63,14 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
             ran.push(result);
         }
         Plan::Steps(step_plan, phases) => {
-            for (i, phase) in phases.iter().enumerate() {
+            for phase in phases {
                 let mut result =
                     run_one(config, &template, &mut connections, *phase, &progress).await?;
                 let step = step_report(step_plan, &result);
                 let passed = step.passed;
                 result.step = Some(step);
                 ran.push(result);
-                if !passed || i + 1 == phases.len() {
+                if !passed {
                     break;
                 }
             }
