@@ -143,8 +143,7 @@ fn pipeline(c: &mut Criterion) {
                             assert!(verdict.wait_blocking().expect("verdict").is_valid());
                         }
                     }
-                    let elapsed = start.elapsed();
-                    elapsed
+                    start.elapsed()
                 })
             },
         );
