@@ -6,11 +6,17 @@
 # Creates a data directory in a temporary directory (issuer key, a platform with the verify and
 # issue scopes and no rate limit, an authority), starts the release `cyberid serve` on a free
 # loopback port, then runs for SECONDS each, one after the other:
-#   1. cyberid-loadtest, closed loop, all-replayed mix (--mix replayed=1), checking every verdict;
+#   1. cyberid-loadtest, closed loop, all-replayed mix (--mix replayed=1) of one certificate
+#      (--pool 1), checking every verdict;
 #   2. wrk with loadtest/wrk-replayed.lua: one fixed certificate, replayed after its first use;
 # both with CONNECTIONS connections and THREADS generator threads, and prints both throughputs
 # and latencies. Needs wrk (apt-get install wrk) and curl. Stops the node and removes the
 # directory on exit.
+#
+# With PIN=1 (the default on 2 or more cores) the node runs on CPU 0 with one worker and one
+# verification thread, and each generator on CPU 1: neither generator then takes CPU from the
+# node, so both measure the same single-core node and their figures can be compared. PIN=0
+# shares every core, as a real co-located generator would.
 set -euo pipefail
 
 seconds=${1:-10}
@@ -18,6 +24,14 @@ connections=${2:-16}
 threads=${3:-1}
 
 cd "$(dirname "$0")/.."
+pin_node=()
+pin_load=()
+node_threads=()
+if [[ ${PIN:-1} == 1 ]] && (($(nproc) >= 2)); then
+    pin_node=(taskset -c 0)
+    pin_load=(taskset -c 1)
+    node_threads=(--workers 1 --verify-threads 1)
+fi
 for tool in wrk curl; do
     command -v "$tool" >/dev/null || { echo "compare-wrk: $tool is needed (apt-get install $tool)" >&2; exit 2; }
 done
@@ -45,7 +59,7 @@ data="$work/data"
 api_key=$("$bin/cyberid" platform add bench.example --scope verify --scope issue --rate-limit 0 \
     --data-dir "$data" 2>/dev/null)
 
-"$bin/cyberid" serve --data-dir "$data" --listen 127.0.0.1:0 --log warn \
+"${pin_node[@]}" "$bin/cyberid" serve --data-dir "$data" --listen 127.0.0.1:0 --log warn "${node_threads[@]}" \
     >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 address=
@@ -60,11 +74,11 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-echo "== node: release cyberid on $address; $connections connections, $threads generator thread(s), $seconds s each"
+echo "== node: release cyberid on $address${pin_node:+ (CPU 0, one worker, one verification thread; generators on CPU 1)}; $connections connections, $threads generator thread(s), $seconds s each"
 
 # Closed loop for SECONDS: the request cap only has to exceed what the node can answer.
-"$bin/cyberid-loadtest" --target "$address" --api-key "$api_key" --data-dir "$data" \
-    --mix replayed=1 --connections "$connections" --threads "$threads" \
+"${pin_load[@]}" "$bin/cyberid-loadtest" --target "$address" --api-key "$api_key" --data-dir "$data" \
+    --mix replayed=1 --pool 1 --connections "$connections" --threads "$threads" \
     --duration "$seconds" --requests $((seconds * 200000)) --warmup 2000 --quiet \
     --json "$work/harness.json" >"$work/harness.txt" || {
     status=$?
@@ -79,7 +93,7 @@ certificate=$(curl -sf -X POST "http://$address/v1/certificates" \
     sed -n 's/.*"certificate":"\([^"]*\)".*/\1/p')
 [[ -n $certificate ]] || { echo "compare-wrk: the node issued no certificate" >&2; exit 2; }
 CYBERID_API_KEY=$api_key CYBERID_CERTIFICATE=$certificate \
-    wrk -t "$threads" -c "$connections" -d "${seconds}s" --latency \
+    "${pin_load[@]}" wrk -t "$threads" -c "$connections" -d "${seconds}s" --latency \
     -s loadtest/wrk-replayed.lua "http://$address" >"$work/wrk.txt"
 
 echo

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Measures the end-to-end figures of tuning.md §5 in one run, on this machine:
+#
+#   loadtest/capacity.sh [SECONDS] [SECTION...]     (defaults: 5, every section)
+#
+# Sections: reference ceiling mix connections threads batch queue store allocator curve.
+# Each row starts a fresh release node (its own data directory, history an hour back), runs
+# cyberid-loadtest against it for SECONDS, stops it, and prints one markdown table row:
+# throughput and latency from each request's due time (closed loop: from sending). Every run
+# checks every verdict; a run with a wrong verdict prints FAIL in its row. `openssl speed sm2`
+# runs first and last as the reference for a shared, noisy machine. The node and the generator
+# share the cores unless a row says otherwise, as a co-located generator would; the
+# generator's cost is read from the `ceiling` row. Needs curl, taskset; the `store` section's
+# tmpfs row uses /dev/shm.
+set -euo pipefail
+
+seconds=${1:-5}
+shift || true
+sections=("$@")
+((${#sections[@]})) || sections=(reference ceiling mix connections threads batch queue store allocator curve)
+
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cyberid-target}"
+bin="$CARGO_TARGET_DIR/release"
+work=$(mktemp -d)
+node_pid=
+cleanup() {
+    stop_node
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== building release binaries (the system-allocator node is built aside first)"
+cargo build --release --quiet -p cyberid --features system-allocator
+cp "$bin/cyberid" "$work/cyberid-system-allocator"
+cargo build --release --quiet -p cyberid -p cyberid-loadtest
+
+reference() {
+    echo "== reference ($1): $(openssl speed -seconds 3 sm2 2>/dev/null | awk '/SM2/ {print $NF " SM2 verify/s, " $(NF-1) " sign/s"}')"
+}
+
+# start_node BINARY DATA_PARENT FLAGS...: a fresh data directory and a node on a free port.
+start_node() {
+    local binary=$1 parent=$2
+    shift 2
+    data=$(mktemp -d -p "$parent")
+    rmdir "$data"
+    "$bin/cyberid" init --data-dir "$data" --history-begins $(($(date +%s) - 3600)) >/dev/null
+    "$bin/cyberid" key generate --data-dir "$data" >/dev/null
+    api_key=$("$bin/cyberid" platform add bench.example --scope verify --scope issue \
+        --rate-limit 0 --data-dir "$data" 2>/dev/null)
+    authority_key=$("$bin/cyberid" authority add ops --data-dir "$data" 2>/dev/null)
+    "$binary" serve --data-dir "$data" --listen 127.0.0.1:0 --log warn "$@" \
+        >"$work/serve.out" 2>"$work/serve.err" &
+    node_pid=$!
+    address=
+    for _ in $(seq 200); do
+        address=$(sed -n 's|^cyberid listening on http://||p' "$work/serve.out")
+        [[ -n $address ]] && curl -sf "http://$address/readyz" >/dev/null && return
+        sleep 0.05
+    done
+    echo "capacity: the node did not start:" >&2
+    cat "$work/serve.err" >&2
+    exit 2
+}
+
+stop_node() {
+    if [[ -n $node_pid ]]; then
+        kill -TERM "$node_pid" 2>/dev/null || true
+        wait "$node_pid" 2>/dev/null || true
+        node_pid=
+    fi
+    [[ -n ${data:-} ]] && rm -rf "$data"
+    data=
+}
+
+# row LABEL "NODE FLAGS" HARNESS FLAGS...: one measured row.
+row() {
+    local label=$1 node_flags=$2 binary=$bin/cyberid parent=$work
+    shift 2
+    [[ $node_flags == *system-allocator* ]] && binary=$work/cyberid-system-allocator
+    [[ $node_flags == *tmpfs* ]] && parent=/dev/shm
+    # shellcheck disable=SC2086 # the flags are words
+    start_node "$binary" "$parent" ${node_flags//@[a-z-]*/}
+    local out=$work/load.txt status=0
+    "$bin/cyberid-loadtest" --target "$address" --api-key "$api_key" --data-dir "$data" \
+        --authority-key "$authority_key" --quiet --warmup 2000 "$@" >"$out" 2>&1 || status=$?
+    stop_node
+    local rate latency result
+    rate=$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$out" | head -1)
+    latency=$(awk '/^  from due/ {print $4 " | " $8 " | " $10 " | " $12; exit}' "$out")
+    result=$(sed -n 's/^result: //p' "$out" | tail -1)
+    [[ $status == 0 ]] || result="$result (exit $status)"
+    printf '| %s | `%s` | `%s` | %s | %s | %s |\n' "$label" "${node_flags:-defaults}" "$*" \
+        "${rate:-?}" "${latency:-? | ? | ? | ?}" "${result:-$(tail -1 "$out")}"
+}
+
+header() {
+    echo
+    echo "== $1"
+    echo '| row | node | harness | answers/s | p50 ms | p99 ms | p99.9 ms | max ms | result |'
+    echo '|---|---|---|---:|---:|---:|---:|---:|---|'
+}
+
+# Enough prepared certificates for 40k/s; the duration ends the run.
+closed=(--connections 64 --duration "$seconds" --requests $((seconds * 40000)))
+
+for section in "${sections[@]}"; do
+    case $section in
+    reference) reference before ;;
+    ceiling)
+        header "HTTP ceiling: the bare hyper endpoint beside the node, same generator"
+        "$bin/cyberid-hyper-baseline" --listen 127.0.0.1:0 >"$work/baseline.out" 2>&1 &
+        baseline=$!
+        sleep 0.5
+        baseline_address=$(grep -oE '127\.0\.0\.1:[0-9]+' "$work/baseline.out" | head -1)
+        "$bin/cyberid-loadtest" --target "$baseline_address" --expect-any --quiet \
+            --connections 64 --duration "$seconds" --requests 5000000 >"$work/load.txt" 2>&1 || true
+        kill "$baseline" && wait "$baseline" 2>/dev/null || true
+        printf '| bare hyper | | `--expect-any` | %s | %s | |\n' \
+            "$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$work/load.txt" | head -1)" \
+            "$(awk '/^  from due/ {print $4 " | " $8 " | " $10 " | " $12; exit}' "$work/load.txt")"
+        row "node, valid only" "" "${closed[@]}"
+        ;;
+    mix)
+        header "Traffic mix (closed loop, 64 connections)"
+        row "valid only (a durable nonce write each)" "" "${closed[@]}"
+        row "replayed, 1000 distinct" "" "${closed[@]}" --mix replayed=1
+        row "replayed, one certificate (wrk's load)" "" "${closed[@]}" --mix replayed=1 --pool 1
+        row "forged only" "" "${closed[@]}" --mix forged=1
+        row "mix 90/4/2/2/1/1" "" "${closed[@]}" \
+            --mix valid=90,replayed=4,forged=2,expired=2,wrong-audience=1,revoked=1
+        row "valid, binary body" "" "${closed[@]}" --body binary
+        ;;
+    connections)
+        header "Connections (closed loop, valid only)"
+        for connections in 1 4 16 64 256 1024; do
+            row "$connections connections" "" --connections "$connections" \
+                --duration "$seconds" --requests $((seconds * 40000))
+        done
+        ;;
+    threads)
+        header "Tokio workers vs verification threads (closed loop, 64 connections, valid)"
+        for pair in "1 1" "1 2" "2 1" "2 2" "2 4"; do
+            read -r workers verify <<<"$pair"
+            row "$workers workers, $verify verify" "--workers $workers --verify-threads $verify" \
+                "${closed[@]}"
+        done
+        ;;
+    batch)
+        header "Batch size and wait (closed loop, 64 connections, valid)"
+        for batch in 1 16 64 256; do
+            row "max_batch $batch" "--max-batch $batch" "${closed[@]}"
+        done
+        row "max_wait 200 µs" "--max-wait-us 200" "${closed[@]}"
+        row "max_wait 1000 µs" "--max-wait-us 1000" "${closed[@]}"
+        ;;
+    queue)
+        header "Queue bound under 2x overload (open loop at 60k/s, 512 connections)"
+        for capacity in 64 512 4096; do
+            row "queue $capacity" "--queue-capacity $capacity" --rate 60000 \
+                --connections 512 --duration "$seconds" --allow-overload
+        done
+        ;;
+    store)
+        header "Storage (closed loop, 64 connections, valid)"
+        row "disk, group commit wait 0" "" "${closed[@]}"
+        row "disk, group commit wait 500 µs" "--group-commit-wait-us 500" "${closed[@]}"
+        row "disk, group commit 64 keys" "--group-commit-max-keys 64" "${closed[@]}"
+        row "disk, memtable 64 MiB" "--memtable-mib 64" "${closed[@]}"
+        row "tmpfs (fsync free)" "@tmpfs" "${closed[@]}"
+        ;;
+    allocator)
+        header "Allocator (closed loop, 64 connections, valid)"
+        row "mimalloc" "" "${closed[@]}"
+        row "system (glibc)" "@system-allocator" "${closed[@]}"
+        row "mimalloc" "" "${closed[@]}"
+        row "system (glibc)" "@system-allocator" "${closed[@]}"
+        ;;
+    curve)
+        header "Latency curve (open loop, 256 connections, valid)"
+        for rate in 2000 5000 10000 15000 20000 25000 30000; do
+            row "$rate/s" "" --rate "$rate" --connections 256 --duration "$seconds"
+        done
+        ;;
+    *)
+        echo "capacity: unknown section $section" >&2
+        exit 2
+        ;;
+    esac
+done
+reference after
