@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use cyberid_bench::{NOW, issuer_and_verifier};
+use cyberid_bench::{NOW, issue_waves, issuer_and_verifier, verify_wave};
 use cyberid_engine::{
-    Context, Input, IssueRequest, IssuerPublicKey, OwnedInput, Pipeline, PipelineConfig, WebNumber,
+    Context, Input, IssueRequest, IssuerPublicKey, Pipeline, PipelineConfig, WebNumber,
 };
 use rayon::prelude::*;
 
@@ -104,11 +104,6 @@ fn pipeline(c: &mut Criterion) {
             },
         )
         .expect("pipeline");
-        let request = IssueRequest::new(WebNumber::generate().expect("rng"));
-        let context = Context {
-            platform: None,
-            now: NOW,
-        };
         group.bench_function(
             BenchmarkId::from_parameter(format!("{threads}_threads")),
             |b| {
@@ -118,30 +113,10 @@ fn pipeline(c: &mut Criterion) {
                     // sustained traffic does: a pause for issuing between waves would let the
                     // pool fall asleep and the issuer's signing evict the comb tables from
                     // cache, and would measure that restart instead of the pipeline.
-                    let waves: Vec<Vec<String>> = (0..iterations)
-                        .into_par_iter()
-                        .map(|_| {
-                            (0..in_flight)
-                                .map(|_| issuer.issue(&request, NOW).expect("issue").to_text())
-                                .collect()
-                        })
-                        .collect();
+                    let waves = issue_waves(&issuer, iterations as usize, in_flight);
                     let start = Instant::now();
                     for wave in waves {
-                        let pending: Vec<_> = wave
-                            .into_iter()
-                            .map(|text| {
-                                pipeline
-                                    .submit(OwnedInput::Text(text), context)
-                                    .expect("queue")
-                            })
-                            .collect();
-                        // Wait for the last first: verdicts arrive roughly in order, so the
-                        // bench thread parks once instead of once per verdict, and measures the
-                        // pipeline rather than its own wake-ups.
-                        for verdict in pending.into_iter().rev() {
-                            assert!(verdict.wait_blocking().expect("verdict").is_valid());
-                        }
+                        verify_wave(&pipeline, wave);
                     }
                     start.elapsed()
                 })

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use cyberid_engine::{
-    CertificateId, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry, MemoryNonceStore,
-    MemoryRevocationSet, NonceClaim, Verifier, VerifierConfig, WebNumber,
+    CertificateId, Context, IssueRequest, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry,
+    MemoryNonceStore, MemoryRevocationSet, NonceClaim, OwnedInput, Pipeline, Verifier,
+    VerifierConfig, WebNumber,
 };
+use rayon::prelude::*;
 
 /// A fixed clock for benches, inside every certificate's validity window.
 pub const NOW: u64 = 1_790_000_000;
@@ -27,6 +29,41 @@ pub fn issuer_and_verifier() -> (Issuer, Verifier) {
         VerifierConfig::default(),
     );
     (issuer, verifier)
+}
+
+/// `waves` waves of `in_flight` fresh certificate texts each (a verification consumes its
+/// certificate), issued in parallel so that setup stays short next to what it feeds.
+pub fn issue_waves(issuer: &Issuer, waves: usize, in_flight: usize) -> Vec<Vec<String>> {
+    let request = IssueRequest::new(WebNumber::generate().expect("rng"));
+    (0..waves)
+        .into_par_iter()
+        .map(|_| {
+            (0..in_flight)
+                .map(|_| issuer.issue(&request, NOW).expect("issue").to_text())
+                .collect()
+        })
+        .collect()
+}
+
+/// Puts one wave through `pipeline` and waits for every verdict, each of which must be valid.
+pub fn verify_wave(pipeline: &Pipeline, wave: Vec<String>) {
+    let context = Context {
+        platform: None,
+        now: NOW,
+    };
+    let pending: Vec<_> = wave
+        .into_iter()
+        .map(|text| {
+            pipeline
+                .submit(OwnedInput::Text(text), context)
+                .expect("queue")
+        })
+        .collect();
+    // Wait for the last first: verdicts arrive roughly in order, so the waiting thread parks
+    // once instead of once per verdict, and measures the pipeline rather than its own wake-ups.
+    for verdict in pending.into_iter().rev() {
+        assert!(verdict.wait_blocking().expect("verdict").is_valid());
+    }
 }
 
 /// A claim for the `n`th distinct certificate id, expiring within the next five minutes (spread

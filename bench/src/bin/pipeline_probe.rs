@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cyberid_bench::{NOW, issuer_and_verifier};
-use cyberid_engine::{
-    Context, IssueRequest, Observer, OwnedInput, Pipeline, PipelineConfig, WebNumber,
-};
-use rayon::prelude::*;
+use cyberid_bench::{issue_waves, issuer_and_verifier, verify_wave};
+use cyberid_engine::{Observer, Pipeline, PipelineConfig};
 
 #[derive(Default)]
 struct Batches(Mutex<Vec<(usize, Duration)>>);
@@ -31,15 +28,7 @@ fn main() {
     let waves = args.next().unwrap_or(40);
     let in_flight = args.next().unwrap_or(512);
     let (issuer, verifier) = issuer_and_verifier();
-    let request = IssueRequest::new(WebNumber::generate().expect("rng"));
-    let texts: Vec<Vec<String>> = (0..waves)
-        .into_par_iter()
-        .map(|_| {
-            (0..in_flight)
-                .map(|_| issuer.issue(&request, NOW).expect("issue").to_text())
-                .collect()
-        })
-        .collect();
+    let texts = issue_waves(&issuer, waves, in_flight);
     let batches = Arc::new(Batches::default());
     let pipeline = Pipeline::start_observed(
         Arc::new(verifier),
@@ -50,23 +39,9 @@ fn main() {
         Some(batches.clone()),
     )
     .expect("pipeline");
-    let context = Context {
-        platform: None,
-        now: NOW,
-    };
     let start = Instant::now();
     for wave in texts {
-        let pending: Vec<_> = wave
-            .into_iter()
-            .map(|text| {
-                pipeline
-                    .submit(OwnedInput::Text(text), context)
-                    .expect("queue")
-            })
-            .collect();
-        for verdict in pending.into_iter().rev() {
-            assert!(verdict.wait_blocking().expect("verdict").is_valid());
-        }
+        verify_wave(&pipeline, wave);
     }
     let wall = start.elapsed();
     let batches = batches.0.lock().expect("lock");
