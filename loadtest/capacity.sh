@@ -86,13 +86,19 @@ row() {
     "$bin/cyberid-loadtest" --target "$address" --api-key "$api_key" --data-dir "$data" \
         --authority-key "$authority_key" --quiet --warmup 2000 "$@" >"$out" 2>&1 || status=$?
     stop_node
-    local rate latency result
-    rate=$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$out" | head -1)
-    latency=$(awk '/^  from due/ {print $4 " | " $8 " | " $10 " | " $12; exit}' "$out")
+    local result
     result=$(sed -n 's/^result: //p' "$out" | tail -1)
     [[ $status == 0 ]] || result="$result (exit $status)"
-    printf '| %s | `%s` | `%s` | %s | %s | %s |\n' "$label" "${node_flags:-defaults}" "$*" \
-        "${rate:-?}" "${latency:-? | ? | ? | ?}" "${result:-$(tail -1 "$out")}"
+    printf '| %s | `%s` | `%s` | %s | %s |\n' "$label" "${node_flags:-defaults}" "$*" \
+        "$(figures "$out")" "${result:-$(tail -1 "$out")}"
+}
+
+# figures REPORT: "answers/s | p50 | p99 | p99.9 | max" from a harness's text report.
+figures() {
+    local rate latency
+    rate=$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$1" | head -1)
+    latency=$(awk '/^  from due/ {print $4 " | " $8 " | " $10 " | " $12; exit}' "$1")
+    echo "${rate:-?} | ${latency:-? | ? | ? | ?}"
 }
 
 header() {
@@ -117,9 +123,7 @@ for section in "${sections[@]}"; do
         "$bin/cyberid-loadtest" --target "$baseline_address" --expect-any --quiet \
             --connections 64 --duration "$seconds" --requests 5000000 >"$work/load.txt" 2>&1 || true
         kill "$baseline" && wait "$baseline" 2>/dev/null || true
-        printf '| bare hyper | | `--expect-any` | %s | %s | |\n' \
-            "$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$work/load.txt" | head -1)" \
-            "$(awk '/^  from due/ {print $4 " | " $8 " | " $10 " | " $12; exit}' "$work/load.txt")"
+        printf '| bare hyper | | `--expect-any` | %s | |\n' "$(figures "$work/load.txt")"
         row "node, valid only" "" "${closed[@]}"
         ;;
     mix)
