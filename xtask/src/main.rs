@@ -1,0 +1,199 @@
+//! cyberid's developer tasks, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
+//!
+//! Each task first installs what the machine lacks, saying what and why (Debian packages through
+//! apt-get, never interactively), then runs cargo:
+//!
+//! - `demo [args...]`: the README's run command, `cargo run -p cyberid -- demo [args...]`;
+//! - `test [args...]`: the README's test command, `cargo test --workspace [args...]`.
+//!
+//! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/cyberid-target`: one directory for
+//! every checkout, so RocksDB (10-16 minutes) compiles once per machine. This crate depends on
+//! nothing, so `cargo xtask` itself compiles in seconds.
+
+mod system;
+
+use std::env;
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+  demo [args...]     install what the build needs, then `cargo run -p cyberid -- demo [args...]`
+  test [args...]     install what the tests need, then `cargo test --workspace [args...]`
+
+Packages are installed with apt-get (through `sudo -n` when not root), never interactively.
+Builds go to $CARGO_TARGET_DIR, by default ~/.cache/cyberid-target.";
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = env::args().skip(1).collect();
+    match dispatch(&arguments) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(arguments: &[String]) -> Result<(), String> {
+    let (task, rest) = arguments.split_first().ok_or_else(|| USAGE.to_owned())?;
+    match task.as_str() {
+        "demo" => demo(&Workspace::new()?, rest),
+        "test" => test(&Workspace::new()?, rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+    }
+}
+
+/// The checkout and the cargo that runs its builds.
+#[derive(Debug)]
+pub(crate) struct Workspace {
+    root: PathBuf,
+    /// The cargo that started the xtask (`$CARGO`), so every step uses the same toolchain.
+    cargo: PathBuf,
+    target_dir: PathBuf,
+}
+
+impl Workspace {
+    fn new() -> Result<Self, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("the xtask crate has no parent directory")?
+            .to_path_buf();
+        let cargo = env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+        let target_dir = match env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => {
+                let dir = PathBuf::from(dir);
+                println!("== building in {} (from CARGO_TARGET_DIR)", dir.display());
+                dir
+            }
+            _ => {
+                let dir = home()
+                    .ok_or("neither CARGO_TARGET_DIR nor HOME is set: set CARGO_TARGET_DIR")?
+                    .join(".cache/cyberid-target");
+                println!(
+                    "== CARGO_TARGET_DIR is not set: building in {}, shared by every checkout so \
+                     that RocksDB compiles once (set CARGO_TARGET_DIR to build elsewhere)",
+                    dir.display()
+                );
+                dir
+            }
+        };
+        Ok(Self {
+            root,
+            cargo,
+            target_dir,
+        })
+    }
+
+    /// `cargo <arguments>` in the checkout, building in the shared target directory.
+    fn cargo<S: AsRef<OsStr>>(&self, arguments: impl IntoIterator<Item = S>) -> Command {
+        let mut command = Command::new(&self.cargo);
+        command
+            .current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", &self.target_dir)
+            .args(arguments);
+        command
+    }
+}
+
+fn home() -> Option<PathBuf> {
+    env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `cargo run -p cyberid -- demo [args...]`, in place of this process: Ctrl-C and the exit
+/// status are the demo's own.
+fn demo(workspace: &Workspace, arguments: &[String]) -> Result<(), String> {
+    system::ensure_packages(system::BUILD)?;
+    let mut command = workspace.cargo(["run", "-p", "cyberid", "--", "demo"]);
+    command.args(arguments);
+    println!("$ {}", show(&command));
+    let error = command.exec();
+    Err(format!("cannot run cargo: {error}"))
+}
+
+fn test(workspace: &Workspace, arguments: &[String]) -> Result<(), String> {
+    system::ensure_packages(system::TEST)?;
+    let mut command = workspace.cargo(["test", "--workspace"]);
+    command.args(arguments);
+    run(&mut command)
+}
+
+/// Runs `command` with its output on the terminal, after printing it.
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
+    let shown = show(command);
+    println!("$ {shown}");
+    let status = command
+        .status()
+        .map_err(|error| format!("cannot run `{shown}`: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+/// The command as one would type it: the program's name without its directory, after the
+/// environment it sets (but the target directory, which is printed once at the start).
+fn show(command: &Command) -> String {
+    let mut words: Vec<String> = command
+        .get_envs()
+        .filter(|(name, _)| *name != "CARGO_TARGET_DIR" && *name != "CARGO")
+        .filter_map(|(name, value)| {
+            Some(format!(
+                "{}={}",
+                name.to_string_lossy(),
+                value?.to_string_lossy()
+            ))
+        })
+        .collect();
+    let program = Path::new(command.get_program());
+    words.push(
+        program
+            .file_name()
+            .unwrap_or(program.as_os_str())
+            .to_string_lossy()
+            .into_owned(),
+    );
+    words.extend(
+        command
+            .get_args()
+            .map(|argument| argument.to_string_lossy().into_owned()),
+    );
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_show_as_typed() {
+        let mut command = Command::new("/opt/rust/bin/cargo");
+        command
+            .args(["fuzz", "build"])
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO_TARGET_DIR", "/tmp/t")
+            .env_remove("X");
+        assert_eq!(show(&command), "RUSTC_BOOTSTRAP=1 cargo fuzz build");
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert!(dispatch(&[]).is_err());
+        assert!(
+            dispatch(&["nope".into()])
+                .unwrap_err()
+                .contains("unknown task `nope`")
+        );
+        assert!(dispatch(&["help".into()]).is_ok());
+    }
+}
