@@ -4,12 +4,15 @@
 //! apt-get, never interactively), then runs cargo:
 //!
 //! - `demo [args...]`: the README's run command, `cargo run -p cyberid -- demo [args...]`;
-//! - `test [args...]`: the README's test command, `cargo test --workspace [args...]`.
+//! - `test [args...]`: the README's test command, `cargo test --workspace [args...]`;
+//! - `check-one-rocksdb`: the run command, the test command and clippy share one RocksDB build.
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/cyberid-target`: one directory for
 //! every checkout, so RocksDB (10-16 minutes) compiles once per machine. This crate depends on
 //! nothing, so `cargo xtask` itself compiles in seconds.
 
+mod json;
+mod one_rocksdb;
 mod system;
 
 use std::env;
@@ -23,6 +26,8 @@ usage: cargo xtask <task>
 
   demo [args...]     install what the build needs, then `cargo run -p cyberid -- demo [args...]`
   test [args...]     install what the tests need, then `cargo test --workspace [args...]`
+  check-one-rocksdb  check that the run command, the test command and clippy share one
+                     RocksDB build (reads cargo's unit graphs, compiles nothing)
 
 Packages are installed with apt-get (through `sudo -n` when not root), never interactively.
 Builds go to $CARGO_TARGET_DIR, by default ~/.cache/cyberid-target.";
@@ -40,9 +45,19 @@ fn main() -> ExitCode {
 
 fn dispatch(arguments: &[String]) -> Result<(), String> {
     let (task, rest) = arguments.split_first().ok_or_else(|| USAGE.to_owned())?;
+    let no_arguments = || match rest.first() {
+        None => Ok(()),
+        Some(extra) => Err(format!(
+            "`{task}` takes no argument, got `{extra}`\n\n{USAGE}"
+        )),
+    };
     match task.as_str() {
         "demo" => demo(&Workspace::new()?, rest),
         "test" => test(&Workspace::new()?, rest),
+        "check-one-rocksdb" => {
+            no_arguments()?;
+            check_one_rocksdb(&Workspace::new()?)
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -127,6 +142,24 @@ fn test(workspace: &Workspace, arguments: &[String]) -> Result<(), String> {
     run(&mut command)
 }
 
+fn check_one_rocksdb(workspace: &Workspace) -> Result<(), String> {
+    let mut closures = Vec::new();
+    for (name, arguments) in one_rocksdb::COMMANDS {
+        let mut command = workspace.cargo(arguments);
+        // `--unit-graph` is unstable; it only prints the plan, so the stable toolchain may.
+        command
+            .args(["-Z", "unstable-options", "--unit-graph"])
+            .env("RUSTC_BOOTSTRAP", "1");
+        let graph = output(&mut command)?;
+        let closure =
+            one_rocksdb::rocksdb_closure(&graph).map_err(|error| format!("{name}: {error}"))?;
+        closures.push((name, closure));
+    }
+    let summary = one_rocksdb::compare(&closures)?;
+    println!("== {summary}");
+    Ok(())
+}
+
 /// Runs `command` with its output on the terminal, after printing it.
 pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let shown = show(command);
@@ -139,6 +172,20 @@ pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     } else {
         Err(format!("`{shown}` failed ({status})"))
     }
+}
+
+/// Runs `command` and returns its standard output; its standard error goes to the terminal.
+pub(crate) fn output(command: &mut Command) -> Result<String, String> {
+    let shown = show(command);
+    println!("$ {shown}");
+    let output = command
+        .output()
+        .map_err(|error| format!("cannot run `{shown}`: {error}"))?;
+    if !output.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+        return Err(format!("`{shown}` failed ({})", output.status));
+    }
+    String::from_utf8(output.stdout).map_err(|_| format!("`{shown}` printed something not UTF-8"))
 }
 
 /// The command as one would type it: the program's name without its directory, after the
@@ -193,6 +240,11 @@ mod tests {
             dispatch(&["nope".into()])
                 .unwrap_err()
                 .contains("unknown task `nope`")
+        );
+        assert!(
+            dispatch(&["check-one-rocksdb".into(), "x".into()])
+                .unwrap_err()
+                .contains("no argument")
         );
         assert!(dispatch(&["help".into()]).is_ok());
     }
