@@ -5,12 +5,14 @@
 //!
 //! - `demo [args...]`: the README's run command, `cargo run -p cyberid -- demo [args...]`;
 //! - `test [args...]`: the README's test command, `cargo test --workspace [args...]`;
+//! - `fuzz [seconds]`: builds every fuzz target and runs each for a bounded time;
 //! - `check-one-rocksdb`: the run command, the test command and clippy share one RocksDB build.
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/cyberid-target`: one directory for
 //! every checkout, so RocksDB (10-16 minutes) compiles once per machine. This crate depends on
 //! nothing, so `cargo xtask` itself compiles in seconds.
 
+mod fuzz;
 mod json;
 mod one_rocksdb;
 mod system;
@@ -26,6 +28,8 @@ usage: cargo xtask <task>
 
   demo [args...]     install what the build needs, then `cargo run -p cyberid -- demo [args...]`
   test [args...]     install what the tests need, then `cargo test --workspace [args...]`
+  fuzz [seconds]     build every fuzz target (libFuzzer, cargo-fuzz) and run each for
+                     `seconds` (default 20), failing on any crash
   check-one-rocksdb  check that the run command, the test command and clippy share one
                      RocksDB build (reads cargo's unit graphs, compiles nothing)
 
@@ -54,6 +58,18 @@ fn dispatch(arguments: &[String]) -> Result<(), String> {
     match task.as_str() {
         "demo" => demo(&Workspace::new()?, rest),
         "test" => test(&Workspace::new()?, rest),
+        "fuzz" => {
+            let seconds = match rest {
+                [] => fuzz::DEFAULT_SECONDS,
+                [seconds] => seconds
+                    .parse()
+                    .ok()
+                    .filter(|&seconds| seconds > 0)
+                    .ok_or_else(|| format!("`{seconds}` is not a number of seconds"))?,
+                [_, extra, ..] => return Err(format!("`fuzz` takes one argument, got `{extra}`")),
+            };
+            fuzz::fuzz(&Workspace::new()?, seconds)
+        }
         "check-one-rocksdb" => {
             no_arguments()?;
             check_one_rocksdb(&Workspace::new()?)
@@ -246,6 +262,12 @@ mod tests {
                 .unwrap_err()
                 .contains("no argument")
         );
+        assert!(
+            dispatch(&["fuzz".into(), "0".into()])
+                .unwrap_err()
+                .contains("seconds")
+        );
+        assert!(dispatch(&["fuzz".into(), "1".into(), "2".into()]).is_err());
         assert!(dispatch(&["help".into()]).is_ok());
     }
 }

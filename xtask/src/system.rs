@@ -1,5 +1,5 @@
 //! What the machine needs besides Rust, and installing what it lacks: Debian packages through
-//! apt-get. Nothing here asks a question: apt runs with `-y`,
+//! apt-get, and cargo-fuzz. Nothing here asks a question: apt runs with `-y`,
 //! `DEBIAN_FRONTEND=noninteractive` and no stdin, and sudo (used only when not root) with `-n`.
 
 use std::env;
@@ -190,6 +190,38 @@ fn is_root() -> Result<bool, String> {
         .output()
         .map_err(|error| format!("cannot run `id -u` to tell whether this is root: {error}"))?;
     Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// The cargo-fuzz release `cargo xtask fuzz` installs when there is none.
+pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Installs cargo-fuzz ([`CARGO_FUZZ_VERSION`], with its own lock file) if `cargo fuzz` is
+/// missing; an installed cargo-fuzz of another version is used as it is.
+pub(crate) fn ensure_cargo_fuzz(cargo: &Path) -> Result<(), String> {
+    let version = Command::new(cargo)
+        .args(["fuzz", "--version"])
+        .stderr(Stdio::null())
+        .output();
+    if let Ok(output) = version
+        && output.status.success()
+    {
+        println!("== {}", String::from_utf8_lossy(&output.stdout).trim());
+        return Ok(());
+    }
+    println!(
+        "== installing cargo-fuzz {CARGO_FUZZ_VERSION} (libFuzzer through cargo): a few minutes, once"
+    );
+    let mut command = Command::new(cargo);
+    command.args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]);
+    // Its own temporary build directory: nothing of it belongs in the workspace's.
+    command.env_remove("CARGO_TARGET_DIR");
+    run(&mut command)
 }
 
 #[cfg(test)]
