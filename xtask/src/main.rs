@@ -6,7 +6,8 @@
 //! - `demo [args...]`: the README's run command, `cargo run -p cyberid -- demo [args...]`;
 //! - `test [args...]`: the README's test command, `cargo test --workspace [args...]`;
 //! - `fuzz [seconds]`: builds every fuzz target and runs each for a bounded time;
-//! - `check-one-rocksdb`: the run command, the test command and clippy share one RocksDB build.
+//! - `check-one-rocksdb`: the run command, the test command and clippy share one RocksDB build;
+//! - `ci`: everything CI checks, in order (what `.ci/run` runs).
 //!
 //! Builds go to `$CARGO_TARGET_DIR`, by default `~/.cache/cyberid-target`: one directory for
 //! every checkout, so RocksDB (10-16 minutes) compiles once per machine. This crate depends on
@@ -32,6 +33,9 @@ usage: cargo xtask <task>
                      `seconds` (default 20), failing on any crash
   check-one-rocksdb  check that the run command, the test command and clippy share one
                      RocksDB build (reads cargo's unit graphs, compiles nothing)
+  ci                 what CI runs: the test prerequisites, cargo fmt --check,
+                     check-one-rocksdb, clippy -D warnings, the tests, fuzz, and
+                     tests/api-fuzz.sh when it exists
 
 Packages are installed with apt-get (through `sudo -n` when not root), never interactively.
 Builds go to $CARGO_TARGET_DIR, by default ~/.cache/cyberid-target.";
@@ -73,6 +77,10 @@ fn dispatch(arguments: &[String]) -> Result<(), String> {
         "check-one-rocksdb" => {
             no_arguments()?;
             check_one_rocksdb(&Workspace::new()?)
+        }
+        "ci" => {
+            no_arguments()?;
+            ci(&Workspace::new()?)
         }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
@@ -176,6 +184,49 @@ fn check_one_rocksdb(workspace: &Workspace) -> Result<(), String> {
     Ok(())
 }
 
+fn ci(workspace: &Workspace) -> Result<(), String> {
+    system::ensure_packages(system::TEST)?;
+    system::ensure_rust_components(&workspace.cargo)?;
+
+    println!("== formatting");
+    run(&mut workspace.cargo(["fmt", "--all", "--", "--check"]))?;
+
+    println!("== one RocksDB build for the run command, the test command and clippy");
+    check_one_rocksdb(workspace)?;
+
+    println!("== clippy");
+    run(&mut workspace.cargo([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    println!("== tests (the README's test command)");
+    run(&mut workspace.cargo(["test", "--workspace"]))?;
+
+    println!("== fuzzing");
+    fuzz::fuzz(workspace, fuzz::DEFAULT_SECONDS)?;
+
+    // Added separately; until it lands there is nothing to run.
+    let api_fuzz = Path::new("tests/api-fuzz.sh");
+    if workspace.root.join(api_fuzz).is_file() {
+        println!("== API fuzzing");
+        let mut command = Command::new("bash");
+        command
+            .arg(api_fuzz)
+            .current_dir(&workspace.root)
+            .env("CARGO_TARGET_DIR", &workspace.target_dir);
+        run(&mut command)?;
+    } else {
+        println!("== API fuzzing: no {}, skipped", api_fuzz.display());
+    }
+    println!("== ci: all passed");
+    Ok(())
+}
+
 /// Runs `command` with its output on the terminal, after printing it.
 pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let shown = show(command);
@@ -257,11 +308,10 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown task `nope`")
         );
-        assert!(
-            dispatch(&["check-one-rocksdb".into(), "x".into()])
-                .unwrap_err()
-                .contains("no argument")
-        );
+        for task in ["ci", "check-one-rocksdb"] {
+            let error = dispatch(&[task.into(), "x".into()]).unwrap_err();
+            assert!(error.contains("takes no argument"), "{error}");
+        }
         assert!(
             dispatch(&["fuzz".into(), "0".into()])
                 .unwrap_err()

@@ -1,5 +1,5 @@
 //! What the machine needs besides Rust, and installing what it lacks: Debian packages through
-//! apt-get, and cargo-fuzz. Nothing here asks a question: apt runs with `-y`,
+//! apt-get, rustup components, cargo-fuzz. Nothing here asks a question: apt runs with `-y`,
 //! `DEBIAN_FRONTEND=noninteractive` and no stdin, and sudo (used only when not root) with `-n`.
 
 use std::env;
@@ -190,6 +190,25 @@ fn is_root() -> Result<bool, String> {
         .output()
         .map_err(|error| format!("cannot run `id -u` to tell whether this is root: {error}"))?;
     Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// Adds the rustup components `cargo fmt` and `cargo clippy` if either command is missing.
+pub(crate) fn ensure_rust_components(cargo: &Path) -> Result<(), String> {
+    for (subcommand, component) in [("fmt", "rustfmt"), ("clippy", "clippy")] {
+        let works = Command::new(cargo)
+            .args([subcommand, "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !works {
+            println!("== installing the rustup component {component} (for `cargo {subcommand}`)");
+            let mut command = Command::new("rustup");
+            command.args(["component", "add", component]);
+            run(&mut command)?;
+        }
+    }
+    Ok(())
 }
 
 /// The cargo-fuzz release `cargo xtask fuzz` installs when there is none.
