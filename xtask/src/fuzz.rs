@@ -56,8 +56,8 @@ pub(crate) fn fuzz(workspace: &Workspace, seconds: u32) -> Result<(), String> {
         })?;
     }
     println!(
-        "== fuzzing: {} targets ran {seconds} s each, no crash",
-        targets.len()
+        "== fuzzing: no crash in {seconds} s of each of {}",
+        targets.join(", ")
     );
     Ok(())
 }
