@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cyberid_bench::{NOW, claim, web_number};
-use cyberid_engine::{
-    DurableStore, ManualClock, MemoryNonceStore, NonceStore, RevocationChange, RevocationRecord,
-    RevocationSet, Standing, StoreOptions,
-};
+use cyberid_engine::{ManualClock, MemoryNonceStore, NonceStore, RevocationChange, RevocationRecord, RevocationSet, Standing};
+use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 
 fn durable_store(dir: &tempfile::TempDir) -> DurableStore {
     DurableStore::open(

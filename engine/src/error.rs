@@ -95,6 +95,35 @@ pub enum Error {
     /// A store failed earlier and refuses all further work until it is reopened.
     #[error("store is poisoned by an earlier failure and refuses further work")]
     Poisoned,
+    /// The nonce store holds its maximum of live nonces; nothing of the batch was consumed.
+    /// Space frees as certificates expire, so the caller may retry shortly.
+    #[error("the nonce store is full ({capacity} live nonces); nothing was consumed")]
+    NonceCapacity {
+        /// The configured bound on live nonces.
+        capacity: usize,
+    },
+    /// A revoked Web Number stays revoked: it cannot be suspended or reinstated.
+    #[error("the Web Number is revoked, which is final; it cannot be suspended or reinstated")]
+    RevocationFinal,
+    /// A revocation's reason is not 1 to 64 characters from the documented set.
+    #[error(
+        "a reason is 1 to 64 characters from A-Z a-z 0-9, space and - _ . : , / ( ), \
+         without a leading or trailing space"
+    )]
+    BadReason,
+}
+
+/// Who must act on an [`Error`]: it picks the HTTP status and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The request is wrong; repeating it unchanged fails the same way (HTTP 4xx).
+    Caller,
+    /// The service cannot answer now, and nothing was consumed or changed; the same request may
+    /// succeed later or at another node (HTTP 503 with Retry-After).
+    Retry,
+    /// Something that must not happen did: a defect to report (HTTP 500).
+    Bug,
 }
 
 impl Error {
@@ -122,24 +151,43 @@ impl Error {
             Error::Overloaded => "overloaded",
             Error::Shutdown => "shutting_down",
             Error::Poisoned => "store_poisoned",
+            Error::NonceCapacity { .. } => "nonce_store_full",
+            Error::RevocationFinal => "revocation_final",
+            Error::BadReason => "bad_reason",
+        }
+    }
+
+    /// Who must act on this error.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Random | Error::Signing => Fault::Bug,
+            Error::Store { .. }
+            | Error::Poisoned
+            | Error::NotADataDirectory(_)
+            | Error::IncompatibleFormat { .. }
+            | Error::Locked(_)
+            | Error::Corrupt(_)
+            | Error::Overloaded
+            | Error::Shutdown
+            | Error::NonceCapacity { .. } => Fault::Retry,
+            Error::WebNumberLength(_)
+            | Error::WebNumberCharacter { .. }
+            | Error::PlatformId
+            | Error::KeyId
+            | Error::KeyEncoding(_)
+            | Error::DuplicateKey(_)
+            | Error::Lifetime { .. }
+            | Error::Config(_)
+            | Error::Malformed(_)
+            | Error::UnsupportedVersion(_)
+            | Error::RevocationFinal
+            | Error::BadReason => Fault::Caller,
         }
     }
 
     /// Whether the caller caused this error (bad input, refused policy) rather than the engine or
     /// its storage. Servers map the first to 4xx answers and the second to 5xx.
     pub fn is_caller_fault(&self) -> bool {
-        !matches!(
-            self,
-            Error::Random
-                | Error::Signing
-                | Error::Store { .. }
-                | Error::Poisoned
-                | Error::NotADataDirectory(_)
-                | Error::IncompatibleFormat { .. }
-                | Error::Locked(_)
-                | Error::Corrupt(_)
-                | Error::Overloaded
-                | Error::Shutdown
-        )
+        self.fault() == Fault::Caller
     }
 }

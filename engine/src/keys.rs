@@ -42,7 +42,8 @@ impl KeyId {
         Self(id)
     }
 
-    pub(crate) fn from_bytes(bytes: [u8; KEY_ID_LEN]) -> Self {
+    /// A key id from its raw 8 bytes (as stores keep it).
+    pub fn from_bytes(bytes: [u8; KEY_ID_LEN]) -> Self {
         Self(bytes)
     }
 

@@ -51,7 +51,6 @@
 mod base45;
 mod cert;
 mod clock;
-mod durable;
 mod error;
 mod issue;
 mod keys;
@@ -69,8 +68,7 @@ pub use cert::{
     FORMAT_VERSION, TEXT_LEN, TEXT_PREFIX,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use durable::{DurableStore, STORE_FORMAT_VERSION, StoreOptions};
-pub use error::Error;
+pub use error::{Error, Fault};
 pub use issue::{IssueRequest, Issuer, IssuerPolicy};
 pub use keys::{
     DEFAULT_SM2_ID, IssuerPublicKey, IssuerSigningKey, KeyId, KeyRegistry, KeyState, RegisteredKey,
@@ -78,14 +76,18 @@ pub use keys::{
 pub use observe::Observer;
 pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
 pub use platform::PlatformId;
+pub use nonce_map::{Inserted, NonceMap};
 pub use store::{
     MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
-    RevocationCounts, RevocationRecord, RevocationSet, Standing,
+    RevocationCounts, RevocationMaps, RevocationRecord, RevocationSet, Standing, claim_in_memory,
 };
 pub use verify::{
     Context, Input, Reason, SignedCertificate, Verdict, Verified, Verifier, VerifierConfig,
 };
 pub use web_number::WebNumber;
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 
 /// Hooks for fuzzing, benches and interoperability tests; not a stable API.
 #[doc(hidden)]
@@ -99,6 +101,21 @@ pub mod testing {
 #[cfg(test)]
 mod pipeline_tests;
 #[cfg(test)]
-mod store_tests;
+mod memory_contract {
+    use crate::contract::{Setup, Subject};
+    use crate::{MemoryNonceStore, MemoryRevocationSet};
+
+    fn memory(setup: Setup) -> Subject<MemoryNonceStore> {
+        let store = MemoryNonceStore::with_capacity(setup.history_begins, setup.max_live_nonces);
+        Subject::new(store, ())
+    }
+
+    fn memory_revocations(_: Setup) -> Subject<MemoryRevocationSet> {
+        Subject::new(MemoryRevocationSet::new(), ())
+    }
+
+    crate::nonce_store_contract!(memory);
+    crate::revocation_set_contract!(memory_revocations);
+}
 #[cfg(test)]
 mod verify_tests;

@@ -2,11 +2,12 @@
 //! replay-nonce store. In-memory implementations live here; durable ones implement the same
 //! traits and pass the same contract tests.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use dashmap::DashMap;
 
-use crate::nonce_map::NonceMap;
+use crate::nonce_map::{Inserted, NonceMap};
 
 use crate::{CertificateId, Error, KeyId, WebNumber};
 
@@ -19,9 +20,11 @@ pub enum Standing {
     /// In good standing (the default for every Web Number never acted on).
     #[default]
     Active,
-    /// Temporarily barred, for example while a report of theft is investigated.
+    /// Temporarily barred, for example while a report of theft is investigated; reinstating
+    /// makes it active again.
     Suspended,
-    /// Permanently barred.
+    /// Permanently barred: final. A revoked Web Number is never suspended or reinstated
+    /// ([`Error::RevocationFinal`]); its holder enrolls for a new one.
     Revoked,
 }
 
@@ -127,12 +130,19 @@ pub enum NonceOutcome {
     /// The certificate could have been used before this store's history begins (a new, emptied
     /// or restored store), so the store cannot vouch that this is its first use. Not consumed.
     BeforeHistory,
+    /// The claim's retention ended before the store last expired nonces: the certificate is
+    /// expired by the store's clock (the verifier checked it a moment earlier), and the record
+    /// of an earlier use may already be gone. Not consumed; answered `expired`.
+    Expired,
 }
 
 /// The replay-nonce store: insert-if-absent on certificate ids.
 ///
 /// Batched so that a durable implementation makes a whole batch of verifications durable with
-/// one write (group commit). An `Err` means none of the batch's outcomes may be reported valid.
+/// one write (group commit). An `Err` means none of the batch's outcomes may be reported valid,
+/// and an implementation must then consume none of the batch's nonces, so that an error never
+/// uses up a certificate (the one exception, a write whose outcome the storage itself cannot
+/// tell, is documented per implementation in `docs/store.md`).
 pub trait NonceStore: Send + Sync {
     /// Consumes each claim's nonce, in order: exactly one claim per certificate id, over all
     /// callers and all time, ever gets [`NonceOutcome::Fresh`], and only once the store can
@@ -159,30 +169,60 @@ pub trait NonceStore: Send + Sync {
     fn expire(&self, now: u64) -> Result<usize, Error>;
 }
 
-/// The maps behind every revocation set: lock-free lookups that do not allocate.
+/// The maps behind every revocation set, for stores to hold the whole set in memory: lock-free
+/// lookups that do not allocate.
 #[derive(Debug, Default)]
-pub(crate) struct RevocationMaps {
+pub struct RevocationMaps {
     web_numbers: DashMap<WebNumber, Standing>,
     certificates: DashMap<CertificateId, ()>,
     keys: DashMap<KeyId, ()>,
 }
 
 impl RevocationMaps {
-    pub(crate) fn standing(&self, web_number: &WebNumber) -> Standing {
+    /// The Web Number's standing.
+    pub fn standing(&self, web_number: &WebNumber) -> Standing {
         self.web_numbers
             .get(web_number)
             .map_or(Standing::Active, |entry| *entry)
     }
 
-    pub(crate) fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool {
+    /// Whether this certificate was revoked.
+    pub fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool {
         self.certificates.contains_key(certificate_id)
     }
 
-    pub(crate) fn key_revoked(&self, key_id: &KeyId) -> bool {
+    /// Whether this issuer key was revoked.
+    pub fn key_revoked(&self, key_id: &KeyId) -> bool {
         self.keys.contains_key(key_id)
     }
 
-    pub(crate) fn apply(&self, change: &RevocationChange) {
+    /// Checks a batch of records as it would apply in order to the current maps: every record's
+    /// text is valid and no record moves a revoked Web Number. Call it under the lock that
+    /// orders writes, before writing anything.
+    pub fn check_batch(&self, records: &[RevocationRecord]) -> Result<(), Error> {
+        let mut pending: HashMap<WebNumber, Standing> = HashMap::new();
+        for record in records {
+            record.validate()?;
+            if let RevocationChange::WebNumber {
+                web_number,
+                standing,
+            } = record.change
+            {
+                let current = pending
+                    .get(&web_number)
+                    .copied()
+                    .unwrap_or_else(|| self.standing(&web_number));
+                if current == Standing::Revoked && standing != Standing::Revoked {
+                    return Err(Error::RevocationFinal);
+                }
+                pending.insert(web_number, standing);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one change (already checked and durable).
+    pub fn apply(&self, change: &RevocationChange) {
         match *change {
             RevocationChange::WebNumber {
                 web_number,
@@ -205,7 +245,8 @@ impl RevocationMaps {
         }
     }
 
-    pub(crate) fn counts(&self) -> RevocationCounts {
+    /// Sizes of the set.
+    pub fn counts(&self) -> RevocationCounts {
         RevocationCounts {
             web_numbers: self.web_numbers.len(),
             certificates: self.certificates.len(),
@@ -214,21 +255,35 @@ impl RevocationMaps {
     }
 }
 
-/// Checks what an authority supplies with a revocation. Records are kept for authorities and
-/// must stay small and free of personal data, so reason and authority are short codes.
-pub(crate) fn validate_record(record: &RevocationRecord) -> Result<(), Error> {
-    let is_code = |text: &str| {
-        (1..=64).contains(&text.len())
-            && text
+impl RevocationRecord {
+    /// Checks what an authority supplies with a revocation. Records are kept for authorities and
+    /// must stay small: the reason is 1 to 64 characters from A-Z a-z 0-9, space and
+    /// `- _ . : , / ( )`, without a leading or trailing space ([`Error::BadReason`]); the
+    /// authority is a credential name, 1 to 64 characters from A-Z a-z 0-9 `- _ . :`.
+    pub fn validate(&self) -> Result<(), Error> {
+        let reason = self.reason.as_bytes();
+        let reason_ok = (1..=64).contains(&reason.len())
+            && reason.first() != Some(&b' ')
+            && reason.last() != Some(&b' ')
+            && reason.iter().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b' ' | b'-' | b'_' | b'.' | b':' | b',' | b'/' | b'(' | b')')
+            });
+        if !reason_ok {
+            return Err(Error::BadReason);
+        }
+        let authority_ok = (1..=64).contains(&self.authority.len())
+            && self
+                .authority
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-    };
-    if !is_code(&record.reason) || !is_code(&record.authority) {
-        return Err(Error::Config(
-            "reason and authority are 1 to 64 characters from A-Z a-z 0-9 - _ . :",
-        ));
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !authority_ok {
+            return Err(Error::Config(
+                "an authority is 1 to 64 characters from A-Z a-z 0-9 - _ . :",
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// An in-memory revocation set on lock-free maps. Nothing survives the process.
@@ -259,9 +314,9 @@ impl RevocationSet for MemoryRevocationSet {
     }
 
     fn apply_batch(&self, records: &[RevocationRecord]) -> Result<u64, Error> {
-        records.iter().try_for_each(validate_record)?;
         // One lock orders the history and the maps alike.
         let mut history = self.history.lock().map_err(|_| Error::Poisoned)?;
+        self.maps.check_batch(records)?;
         for record in records {
             self.maps.apply(&record.change);
             history.push(record.clone());
@@ -288,10 +343,10 @@ impl RevocationSet for MemoryRevocationSet {
 /// An in-memory nonce store, bounded in live nonces. Its history begins when it is created, so
 /// it refuses certificates that could have been used before.
 ///
-/// When full it refuses new nonces with an error rather than evicting live ones: forgetting a
-/// live nonce would let its certificate be accepted twice. A batch that fails part-way keeps the
-/// nonces it consumed before the failure; those certificates are answered with the error, never
-/// valid, and cannot be used again (failing closed).
+/// When full it refuses a whole batch with [`Error::NonceCapacity`] before consuming anything,
+/// rather than evict live nonces (forgetting one would let its certificate be accepted twice)
+/// or consume part of the batch (an error must never use up a certificate). Concurrent batches
+/// may overshoot the bound by at most one batch each.
 #[derive(Debug)]
 pub struct MemoryNonceStore {
     nonces: NonceMap,
@@ -323,30 +378,15 @@ impl MemoryNonceStore {
 
 impl NonceStore for MemoryNonceStore {
     fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
-        let mut outcomes = Vec::with_capacity(claims.len());
-        for claim in claims {
-            if claim.usable_from < self.history_begins {
-                outcomes.push(NonceOutcome::BeforeHistory);
-                continue;
-            }
-            if self.nonces.len() >= self.capacity {
-                return Err(Error::Store {
-                    context: "nonce store",
-                    detail: format!("full: {} live nonces", self.capacity),
-                });
-            }
-            let fresh = self.nonces.insert_if_absent(
-                claim.certificate_id,
-                claim.expires_at,
-                claim.retain_until,
-            );
-            outcomes.push(if fresh {
-                NonceOutcome::Fresh
-            } else {
-                NonceOutcome::Replayed
+        if self.nonces.len().saturating_add(claims.len()) > self.capacity {
+            return Err(Error::NonceCapacity {
+                capacity: self.capacity,
             });
         }
-        Ok(outcomes)
+        Ok(claims
+            .iter()
+            .map(|claim| claim_in_memory(&self.nonces, self.history_begins, claim))
+            .collect())
     }
 
     fn history_begins(&self) -> u64 {
@@ -359,6 +399,20 @@ impl NonceStore for MemoryNonceStore {
 
     fn expire(&self, now: u64) -> Result<usize, Error> {
         Ok(self.nonces.expire(now).len())
+    }
+}
+
+/// The in-memory claim every nonce store makes first: the history rule, then insert-if-absent.
+/// A durable store makes the `Fresh` ones durable before it answers, and releases them with
+/// [`NonceMap::remove`] if it cannot.
+pub fn claim_in_memory(nonces: &NonceMap, history_begins: u64, claim: &NonceClaim) -> NonceOutcome {
+    if claim.usable_from < history_begins {
+        return NonceOutcome::BeforeHistory;
+    }
+    match nonces.insert_if_absent(claim.certificate_id, claim.expires_at, claim.retain_until) {
+        Inserted::Fresh => NonceOutcome::Fresh,
+        Inserted::Present => NonceOutcome::Replayed,
+        Inserted::Expired => NonceOutcome::Expired,
     }
 }
 

@@ -359,6 +359,7 @@ impl Verifier {
                 Some(NonceOutcome::BeforeHistory) => {
                     *verdict = Verdict::from(Reason::HistoryUnavailable);
                 }
+                Some(NonceOutcome::Expired) => *verdict = Verdict::from(Reason::Expired),
                 None => {
                     return Err(Error::Store {
                         context: "consume",

@@ -321,7 +321,7 @@ fn revoked_web_number_certificate_and_reinstatement() {
     let fixture = fixture();
     let request = request();
     let web_number = request.web_number;
-    for standing in [Standing::Suspended, Standing::Revoked] {
+    let set = |standing| {
         revoke(
             &fixture,
             RevocationChange::WebNumber {
@@ -329,19 +329,15 @@ fn revoked_web_number_certificate_and_reinstatement() {
                 standing,
             },
         );
-        let certificate = issuer().issue(&request, NOW).unwrap();
-        assert_eq!(
-            verify_text(&fixture, &certificate, &context(NOW)).reason(),
-            Some(Reason::Revoked)
-        );
-    }
-    revoke(
-        &fixture,
-        RevocationChange::WebNumber {
-            web_number,
-            standing: Standing::Active,
-        },
+    };
+    // A suspension ends with reinstatement; while it lasts, every certificate is refused.
+    set(Standing::Suspended);
+    let certificate = issuer().issue(&request, NOW).unwrap();
+    assert_eq!(
+        verify_text(&fixture, &certificate, &context(NOW)).reason(),
+        Some(Reason::Revoked)
     );
+    set(Standing::Active);
     let certificate = issuer().issue(&request, NOW).unwrap();
     revoke(
         &fixture,
@@ -360,6 +356,28 @@ fn revoked_web_number_certificate_and_reinstatement() {
             &context(NOW)
         )
         .is_valid()
+    );
+    // A revocation is final: refused for good, and reinstatement is refused.
+    set(Standing::Revoked);
+    let certificate = issuer().issue(&request, NOW).unwrap();
+    assert_eq!(
+        verify_text(&fixture, &certificate, &context(NOW)).reason(),
+        Some(Reason::Revoked)
+    );
+    let reinstate = fixture.revocations.apply(RevocationRecord {
+        change: RevocationChange::WebNumber {
+            web_number,
+            standing: Standing::Active,
+        },
+        reason: "test".into(),
+        authority: "test-authority".into(),
+        at: NOW,
+    });
+    assert_eq!(reinstate.unwrap_err(), Error::RevocationFinal);
+    let certificate = issuer().issue(&request, NOW).unwrap();
+    assert_eq!(
+        verify_text(&fixture, &certificate, &context(NOW)).reason(),
+        Some(Reason::Revoked)
     );
 }
 

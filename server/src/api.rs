@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cyberid_engine::{
-    Assurance, CertificateId, Claims, Context, Error as EngineError, IssueRequest, KeyId,
+    Assurance, CertificateId, Claims, Context, Error as EngineError, Fault, IssueRequest, KeyId,
     OwnedInput, PlatformId, RevocationChange, RevocationRecord, RevocationSet, Standing, WebNumber,
 };
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -51,12 +51,13 @@ impl ApiError {
     }
 
     fn engine(error: &EngineError, retry_after: u64) -> Self {
-        let status = match error {
-            EngineError::Overloaded | EngineError::Shutdown | EngineError::Poisoned => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            error if error.is_caller_fault() => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        // The engine says who must act; that alone picks the status, so a retryable failure is
+        // always 503 with Retry-After and a 500 always means a defect.
+        let status = match (error, error.fault()) {
+            (EngineError::RevocationFinal, _) => StatusCode::CONFLICT,
+            (_, Fault::Caller) => StatusCode::BAD_REQUEST,
+            (_, Fault::Retry) => StatusCode::SERVICE_UNAVAILABLE,
+            (_, _) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let api = Self::new(status, error.code(), error.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -646,6 +647,15 @@ mod tests {
             },
             1,
         );
-        assert_eq!(store.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(store.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(store.retry_after, Some(1));
+        let full = ApiError::engine(&EngineError::NonceCapacity { capacity: 4 }, 1);
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.retry_after, Some(1));
+        let signing = ApiError::engine(&EngineError::Signing, 1);
+        assert_eq!(signing.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(signing.retry_after, None);
+        let last = ApiError::engine(&EngineError::RevocationFinal, 1);
+        assert_eq!(last.status, StatusCode::CONFLICT);
     }
 }

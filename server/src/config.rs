@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cyberid_engine::{IssuerPolicy, PipelineConfig, StoreOptions, VerifierConfig};
+use cyberid_engine::{IssuerPolicy, PipelineConfig, VerifierConfig};
+use cyberid_store_rocksdb::{StoreOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;

@@ -3,7 +3,7 @@
 //! ```text
 //! <data-dir>/
 //!   cyberid-data          marker with the layout version: a directory without it is not ours
-//!   store/                RocksDB: revocations and replay nonces (cyberid_engine::DurableStore)
+//!   store/                RocksDB: revocations and replay nonces (cyberid_store_rocksdb::DurableStore)
 //!   keys.toml             issuer keys: which exist, which one issues, retirements
 //!   keys/<id>.pub.pem     issuer public keys (SPKI PEM), for verification
 //!   keys/<id>.key.pem     issuer private keys (PKCS#8 PEM, mode 0600), only where this node issues
@@ -190,7 +190,8 @@ impl DataDir {
     /// Creates the store with its history beginning at `history_begins` (see
     /// `StoreOptions::history_begins`); returns the start recorded. Refuses if a store exists.
     pub fn create_store(&self, history_begins: u64) -> Result<u64, Error> {
-        use cyberid_engine::{DurableStore, NonceStore, StoreOptions, SystemClock};
+        use cyberid_engine::{NonceStore, SystemClock};
+        use cyberid_store_rocksdb::{DurableStore, StoreOptions};
         if self.store_path().exists() {
             return Err(Error::Exists(format!(
                 "{} already holds a store, whose history stays as recorded",

@@ -8,10 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use cyberid_engine::{
-    CertificateId, DurableStore, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationSet,
-    Standing, StoreOptions, VerifierConfig, WebNumber,
-};
+use cyberid_engine::{CertificateId, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationSet, Standing, VerifierConfig, WebNumber};
+use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 use cyberid_tests::{CRASH_CLOCK, CRASH_ISSUED_AT};
 
 fn random_below(bound: u64) -> u64 {

@@ -8,10 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use cyberid_engine::{
-    CertificateId, DurableStore, Error, ManualClock, NonceClaim, NonceOutcome, NonceStore,
-    RevocationChange, RevocationRecord, RevocationSet, Standing, StoreOptions,
-};
+use cyberid_engine::{CertificateId, Error, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationChange, RevocationRecord, RevocationSet, Standing};
+use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 
 const NOW: u64 = 1_790_000_000;
 

@@ -1,0 +1,78 @@
+//! The store's settings and the RocksDB options they become.
+
+use std::time::Duration;
+
+use rocksdb::{DBRecoveryMode, Options, WriteOptions};
+
+/// Settings of the durable store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most nonces written in one group commit (one write batch, one fsync).
+    pub group_commit_max_keys: usize,
+    /// How long the committer holds a group open for more requests after the first arrives.
+    /// Zero (the default) adds no latency: requests that arrive during one fsync form the next
+    /// group by themselves.
+    pub group_commit_wait: Duration,
+    /// Width of a nonce expiry bucket in seconds, for a new store (an existing store keeps the
+    /// width it was created with).
+    pub bucket_seconds: u64,
+    /// Bound on live nonces in memory; a batch that could pass it is refused whole with
+    /// `nonce_store_full` (503) and consumes nothing, rather than forget a live nonce.
+    pub max_live_nonces: usize,
+    /// How often the committer thread drops expired buckets on its own.
+    pub expiry_interval: Duration,
+    /// Memtable size per column family, bytes. RocksDB also preallocates each WAL file at about
+    /// 1.1 times this. Smaller bounds memory (about ten column families are live); larger
+    /// flushes less often.
+    pub memtable_bytes: usize,
+    /// For a new store only: when its history begins. `None` (the default) is the moment it is
+    /// created, which is always safe. An earlier time asserts that no certificate was verified
+    /// anywhere before it: true for a deployment's first node whose issuer keys are new, and
+    /// false for a node joining or replacing one that already served. An existing store keeps
+    /// its own history.
+    pub history_begins: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            group_commit_max_keys: 1024,
+            group_commit_wait: Duration::ZERO,
+            bucket_seconds: 60,
+            max_live_nonces: 50_000_000,
+            expiry_interval: Duration::from_secs(10),
+            memtable_bytes: 16 << 20,
+            history_begins: None,
+        }
+    }
+}
+
+pub(crate) fn family_options(options: &StoreOptions) -> Options {
+    let mut family = Options::default();
+    family.set_write_buffer_size(options.memtable_bytes);
+    family
+}
+
+pub(crate) fn db_options(store: &StoreOptions) -> Options {
+    let mut options = family_options(store);
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    // Check every block read against its checksum, and stop at the first sign of damage
+    // rather than serve from a store that may have lost acknowledged writes.
+    options.set_paranoid_checks(true);
+    // Every acknowledged write was synced, so a torn last WAL record (a crash or power loss
+    // in the middle of a write) holds only unacknowledged writes: recovery drops it and the
+    // node starts. Damage anywhere before the tail is refused as corruption, because records
+    // after it were acknowledged. `AbsoluteConsistency` would refuse to start after a torn
+    // tail; `PointInTime` would silently drop acknowledged records after a damaged one. The
+    // torn-tail test (tests/torn_tail.rs) checks both halves.
+    options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+    options.increase_parallelism(2);
+    options
+}
+
+pub(crate) fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
