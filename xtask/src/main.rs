@@ -189,7 +189,12 @@ fn ci(workspace: &Workspace) -> Result<(), String> {
     system::ensure_rust_components(&workspace.cargo)?;
 
     println!("== formatting");
-    run(&mut workspace.cargo(["fmt", "--all", "--", "--check"]))?;
+    let mut fmt = workspace.cargo(["fmt", "--all", "--", "--check"]);
+    // rustfmt colours its diff by itself; CARGO_TERM_COLOR=never (as in .ci/run) means none.
+    if let Some(color) = env::var_os("CARGO_TERM_COLOR") {
+        fmt.arg("--color").arg(color);
+    }
+    run(&mut fmt)?;
 
     println!("== one RocksDB build for the run command, the test command and clippy");
     check_one_rocksdb(workspace)?;
