@@ -17,6 +17,7 @@ fn certificate(c: &mut Criterion) {
     let context = Context {
         platform: Some("shop.example".parse().expect("valid id")),
         now: NOW,
+        request: None,
     };
 
     let mut group = c.benchmark_group("certificate");

@@ -58,6 +58,7 @@ fn batches(c: &mut Criterion) {
     let context = Context {
         platform: None,
         now: NOW,
+        request: None,
     };
     let mut group = c.benchmark_group("sm2/batch_signed_checks");
     for threads in [1usize, 2] {

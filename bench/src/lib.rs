@@ -50,6 +50,7 @@ pub fn verify_wave(pipeline: &Pipeline, wave: Vec<String>) {
     let context = Context {
         platform: None,
         now: NOW,
+        request: None,
     };
     let pending: Vec<_> = wave
         .into_iter()
@@ -78,6 +79,7 @@ pub fn claim(n: u64) -> NonceClaim {
         usable_from: NOW,
         expires_at,
         retain_until: expires_at + 30,
+        request: None,
     }
 }
 

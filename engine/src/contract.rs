@@ -69,7 +69,8 @@ macro_rules! nonce_store_contract {
                 duplicates_in_one_batch, certificates_from_before_history_are_refused,
                 concurrent_claims_yield_exactly_one_fresh, expiry_drops_whole_buckets_by_the_clock,
                 a_full_store_refuses_the_whole_batch_and_consumes_nothing,
-                a_claim_past_the_expiry_horizon_is_refused_as_expired);
+                a_claim_past_the_expiry_horizon_is_refused_as_expired,
+                a_retry_of_the_same_request_is_repeated_never_replayed);
         }
     };
 }
@@ -105,6 +106,7 @@ fn claim(n: u8, expires_at: u64) -> NonceClaim {
         usable_from: NOW,
         expires_at,
         retain_until: expires_at + 30,
+        request: None,
     }
 }
 
@@ -429,4 +431,34 @@ pub fn a_claim_past_the_expiry_horizon_is_refused_as_expired<S: NonceStore>(
     // must not be taken for a first use.
     assert_eq!(store.consume(claim(1, NOW + 100)).unwrap(), NonceOutcome::Expired);
     assert_eq!(store.live_nonces(), 0);
+}
+
+/// See the macros.
+pub fn a_retry_of_the_same_request_is_repeated_never_replayed<S: NonceStore>(
+    make: impl Fn(Setup) -> Subject<S>,
+) {
+    let subject = make(Setup::default());
+    let store = &subject.store;
+    let shop: PlatformId = "shop.example".parse().unwrap();
+    let keyed = |n, key: &[u8]| NonceClaim {
+        request: Some(RequestKey::derive(&shop, key)),
+        ..claim(n, NOW + 200)
+    };
+    assert_eq!(store.consume(keyed(1, b"order-1")).unwrap(), NonceOutcome::Fresh);
+    assert_eq!(store.consume(keyed(1, b"order-1")).unwrap(), NonceOutcome::Repeated);
+    assert_eq!(store.consume(keyed(1, b"order-2")).unwrap(), NonceOutcome::Replayed);
+    assert_eq!(store.consume(claim(1, NOW + 200)).unwrap(), NonceOutcome::Replayed);
+    // In one batch, too, and without a key nothing is ever repeated.
+    assert_eq!(
+        store
+            .consume_batch(&[keyed(2, b"k"), keyed(2, b"k"), claim(3, NOW + 200), claim(3, NOW + 200)])
+            .unwrap(),
+        [
+            NonceOutcome::Fresh,
+            NonceOutcome::Repeated,
+            NonceOutcome::Fresh,
+            NonceOutcome::Replayed
+        ]
+    );
+    assert_eq!(store.live_nonces(), 3);
 }

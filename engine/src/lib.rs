@@ -35,7 +35,7 @@
 //!     Arc::new(MemoryNonceStore::new(started)),
 //!     VerifierConfig::default(),
 //! );
-//! let context = Context { platform: Some("shop.example".parse()?), now: now + 5 };
+//! let context = Context { platform: Some("shop.example".parse()?), now: now + 5, request: None };
 //!
 //! match verifier.verify(Input::Text(&text), &context)? {
 //!     Verdict::Valid(verified) => assert_eq!(verified.web_number, holder),
@@ -58,6 +58,7 @@ mod nonce_map;
 mod observe;
 mod pipeline;
 mod platform;
+mod request_key;
 mod sm2fast;
 mod store;
 mod verify;
@@ -76,6 +77,7 @@ pub use keys::{
 pub use observe::Observer;
 pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
 pub use platform::PlatformId;
+pub use request_key::RequestKey;
 pub use nonce_map::{Inserted, NonceMap};
 pub use store::{
     MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,

@@ -30,15 +30,17 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use crate::CertificateId;
+use crate::{CertificateId, RequestKey};
 
 /// What an insert found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     /// The id was absent and is now held.
     Fresh,
-    /// The id was already held.
+    /// The id was already held (by another request, or by a claim that named none).
     Present,
+    /// The id was already held by a claim with the same request key: the same request, retried.
+    Repeated,
     /// The claim's retention ended before the map's expiry horizon: its certificate is expired
     /// and its bucket may be gone, so the map cannot vouch for a first use. Nothing was held.
     Expired,
@@ -47,7 +49,8 @@ pub enum Inserted {
 /// One time bucket: the ids of certificates expiring in `[index * width, (index + 1) * width)`.
 #[derive(Debug)]
 struct Bucket {
-    ids: DashMap<CertificateId, ()>,
+    /// Each id with the request key that claimed it (0: none).
+    ids: DashMap<CertificateId, u64>,
     /// The latest `retain_until` of any id in the bucket: the bucket may go after it.
     retain_until: AtomicU64,
     /// Read-held by inserts, write-held by the expiry decision; `true` once dropped.
@@ -121,6 +124,7 @@ impl NonceMap {
         id: CertificateId,
         expires_at: u64,
         retain_until: u64,
+        request: Option<RequestKey>,
     ) -> Inserted {
         loop {
             // Checked again under the gate below; this first check only saves creating a
@@ -138,10 +142,14 @@ impl NonceMap {
             if retain_until < self.horizon.load(Ordering::SeqCst) {
                 return Inserted::Expired;
             }
+            let request = request.map_or(0, RequestKey::get);
             return match bucket.ids.entry(id) {
+                Entry::Occupied(held) if request != 0 && *held.get() == request => {
+                    Inserted::Repeated
+                }
                 Entry::Occupied(_) => Inserted::Present,
                 Entry::Vacant(slot) => {
-                    slot.insert(());
+                    slot.insert(request);
                     bucket.retain_until.fetch_max(retain_until, Ordering::SeqCst);
                     self.live.fetch_add(1, Ordering::Relaxed);
                     Inserted::Fresh
@@ -160,10 +168,20 @@ impl NonceMap {
         }
     }
 
-    /// Puts an id read back from disk into its bucket.
-    pub fn load(&self, index: u64, id: CertificateId, retain_until: u64) {
+    /// Puts an id read back from disk into its bucket, with the request key that claimed it.
+    pub fn load(
+        &self,
+        index: u64,
+        id: CertificateId,
+        retain_until: u64,
+        request: Option<RequestKey>,
+    ) {
         let bucket = self.bucket(index);
-        if bucket.ids.insert(id, ()).is_none() {
+        if bucket
+            .ids
+            .insert(id, request.map_or(0, RequestKey::get))
+            .is_none()
+        {
             bucket
                 .retain_until
                 .fetch_max(retain_until, Ordering::SeqCst);
@@ -253,8 +271,8 @@ mod tests {
     #[test]
     fn insert_if_absent_is_first_writer_wins() {
         let map = NonceMap::new(60);
-        assert_eq!(map.insert_if_absent(id(1), 100, 130), Inserted::Fresh);
-        assert_eq!(map.insert_if_absent(id(1), 100, 130), Inserted::Present);
+        assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Fresh);
+        assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Present);
         assert!(map.contains(&id(1), 100));
         assert_eq!(map.len(), 1);
     }
@@ -262,8 +280,8 @@ mod tests {
     #[test]
     fn buckets_expire_whole_after_their_retention() {
         let map = NonceMap::new(60);
-        map.insert_if_absent(id(1), 100, 130); // bucket 1: [60, 120)
-        map.insert_if_absent(id(2), 130, 160); // bucket 2: [120, 180)
+        map.insert_if_absent(id(1), 100, 130, None); // bucket 1: [60, 120)
+        map.insert_if_absent(id(2), 130, 160, None); // bucket 2: [120, 180)
         assert_eq!(map.bucket_indexes(), [1, 2]);
         assert!(
             map.expire(130).is_empty(),
@@ -280,11 +298,11 @@ mod tests {
     #[test]
     fn a_claim_behind_the_horizon_is_refused_even_in_a_new_bucket() {
         let map = NonceMap::new(60);
-        assert_eq!(map.insert_if_absent(id(1), 100, 130), Inserted::Fresh);
+        assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Fresh);
         assert_eq!(map.expire(131), [1]);
         // The certificate's first use was forgotten with its bucket: a replay checked for
         // expiry before the drop must not be taken for a first use after it.
-        assert_eq!(map.insert_if_absent(id(1), 100, 130), Inserted::Expired);
+        assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Expired);
         assert!(map.bucket_indexes().is_empty(), "nothing was created for it");
         assert_eq!(map.len(), 0);
     }
@@ -292,11 +310,11 @@ mod tests {
     #[test]
     fn a_late_claim_within_retention_revives_its_bucket_and_is_kept() {
         let map = NonceMap::new(60);
-        map.insert_if_absent(id(1), 100, 110); // bucket 1 holds retention up to 110
+        map.insert_if_absent(id(1), 100, 110, None); // bucket 1 holds retention up to 110
         assert_eq!(map.expire(120), [1]);
         // Expired at 100 but retained (skew) until 125: still acceptable at 120.
-        assert_eq!(map.insert_if_absent(id(2), 100, 125), Inserted::Fresh);
-        assert_eq!(map.insert_if_absent(id(2), 100, 125), Inserted::Present);
+        assert_eq!(map.insert_if_absent(id(2), 100, 125, None), Inserted::Fresh);
+        assert_eq!(map.insert_if_absent(id(2), 100, 125, None), Inserted::Present);
         assert!(map.expire(125).is_empty());
         assert_eq!(map.expire(126), [1]);
     }
@@ -304,10 +322,10 @@ mod tests {
     #[test]
     fn remove_releases_a_claim() {
         let map = NonceMap::new(60);
-        map.insert_if_absent(id(1), 100, 130);
+        map.insert_if_absent(id(1), 100, 130, None);
         map.remove(&id(1), 100);
         assert_eq!(map.len(), 0);
-        assert_eq!(map.insert_if_absent(id(1), 100, 130), Inserted::Fresh);
+        assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Fresh);
     }
 
     proptest::proptest! {
@@ -347,7 +365,7 @@ mod tests {
                         if clock.load(Ordering::SeqCst) > retain_until {
                             continue;
                         }
-                        if map.insert_if_absent(id(n), expires_at, retain_until) == Inserted::Fresh {
+                        if map.insert_if_absent(id(n), expires_at, retain_until, None) == Inserted::Fresh {
                             *fresh.entry(n).or_insert(0) += 1;
                         }
                     }
@@ -361,5 +379,29 @@ mod tests {
                 proptest::prop_assert_eq!(*entry.value(), 1, "id {} was fresh twice", entry.key());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use crate::PlatformId;
+
+    #[test]
+    fn only_the_same_request_key_is_a_repeat() {
+        let map = NonceMap::new(60);
+        let shop: PlatformId = "shop.example".parse().unwrap();
+        let first = Some(RequestKey::derive(&shop, b"k1"));
+        let id = CertificateId::from_bytes([1; 16]);
+        assert_eq!(map.insert_if_absent(id, 100, 130, first), Inserted::Fresh);
+        assert_eq!(map.insert_if_absent(id, 100, 130, first), Inserted::Repeated);
+        let other = Some(RequestKey::derive(&shop, b"k2"));
+        assert_eq!(map.insert_if_absent(id, 100, 130, other), Inserted::Present);
+        assert_eq!(map.insert_if_absent(id, 100, 130, None), Inserted::Present);
+        // A claim without a key is never repeated, even by another claim without one.
+        let bare = CertificateId::from_bytes([2; 16]);
+        assert_eq!(map.insert_if_absent(bare, 100, 130, None), Inserted::Fresh);
+        assert_eq!(map.insert_if_absent(bare, 100, 130, None), Inserted::Present);
+        assert_eq!(map.len(), 2);
     }
 }

@@ -22,6 +22,7 @@ fn context() -> Context {
     Context {
         platform: None,
         now: NOW,
+        request: None,
     }
 }
 

@@ -9,7 +9,7 @@ use dashmap::DashMap;
 
 use crate::nonce_map::{Inserted, NonceMap};
 
-use crate::{CertificateId, Error, KeyId, WebNumber};
+use crate::{CertificateId, Error, KeyId, RequestKey, WebNumber};
 
 /// Whether a Web Number may currently authenticate.
 #[derive(
@@ -118,6 +118,9 @@ pub struct NonceClaim {
     /// Until when the nonce must be kept: expiry plus clock skew, after which the certificate is
     /// refused as expired anyway.
     pub retain_until: u64,
+    /// The request claiming it, if the caller named one: a later claim with the same key is
+    /// the same request retried ([`NonceOutcome::Repeated`]), never a replay.
+    pub request: Option<RequestKey>,
 }
 
 /// What consuming a nonce found.
@@ -127,6 +130,10 @@ pub enum NonceOutcome {
     Fresh,
     /// Already consumed, earlier or by an earlier claim in the same batch.
     Replayed,
+    /// Already consumed by this same request (same [`RequestKey`]): a retry after a lost
+    /// answer, answered as the first time. A durable store answers it only once the first
+    /// claim is durable.
+    Repeated,
     /// The certificate could have been used before this store's history begins (a new, emptied
     /// or restored store), so the store cannot vouch that this is its first use. Not consumed.
     BeforeHistory,
@@ -409,9 +416,16 @@ pub fn claim_in_memory(nonces: &NonceMap, history_begins: u64, claim: &NonceClai
     if claim.usable_from < history_begins {
         return NonceOutcome::BeforeHistory;
     }
-    match nonces.insert_if_absent(claim.certificate_id, claim.expires_at, claim.retain_until) {
+    let inserted = nonces.insert_if_absent(
+        claim.certificate_id,
+        claim.expires_at,
+        claim.retain_until,
+        claim.request,
+    );
+    match inserted {
         Inserted::Fresh => NonceOutcome::Fresh,
         Inserted::Present => NonceOutcome::Replayed,
+        Inserted::Repeated => NonceOutcome::Repeated,
         Inserted::Expired => NonceOutcome::Expired,
     }
 }

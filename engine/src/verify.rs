@@ -142,6 +142,10 @@ pub struct Context {
     pub platform: Option<PlatformId>,
     /// The current time, Unix seconds, from an injectable [`Clock`](crate::Clock).
     pub now: u64,
+    /// This request's identity across retries, if the platform named one
+    /// ([`RequestKey::derive`](crate::RequestKey::derive) from its `Idempotency-Key`): a retry
+    /// of a verification whose answer was lost gets that answer again, not `replayed`.
+    pub request: Option<crate::RequestKey>,
 }
 
 /// A certificate as received: its text form or its binary form.
@@ -182,7 +186,7 @@ impl Default for VerifierConfig {
 /// A certificate whose signature verified and which is current and meant for its caller; only
 /// the stateful checks (revocation, replay) remain.
 #[derive(Debug, Clone)]
-pub struct SignedCertificate(Certificate);
+pub struct SignedCertificate(Certificate, Option<crate::RequestKey>);
 
 impl SignedCertificate {
     /// The certificate.
@@ -303,7 +307,7 @@ impl Verifier {
         {
             return Err(Reason::BadSignature);
         }
-        Ok(SignedCertificate(certificate))
+        Ok(SignedCertificate(certificate, context.request))
     }
 
     /// The stateful checks for a batch: revocation, then one nonce-store call for every
@@ -317,7 +321,7 @@ impl Verifier {
         for item in checked {
             let verdict = match item {
                 Err(reason) => Verdict::from(*reason),
-                Ok(SignedCertificate(certificate)) => {
+                Ok(SignedCertificate(certificate, request)) => {
                     let fields = certificate.fields();
                     if self.revocations.standing(&fields.web_number) != Standing::Active
                         || self.revocations.certificate_revoked(&fields.certificate_id)
@@ -329,6 +333,7 @@ impl Verifier {
                             usable_from: fields.issued_at.saturating_sub(self.config.skew),
                             expires_at: fields.expires_at(),
                             retain_until: fields.expires_at().saturating_add(self.config.skew),
+                            request: *request,
                         });
                         Verdict::Valid(Verified {
                             web_number: fields.web_number,
@@ -354,7 +359,7 @@ impl Verifier {
         let mut outcomes = outcomes.into_iter();
         for verdict in verdicts.iter_mut().filter(|verdict| verdict.is_valid()) {
             match outcomes.next() {
-                Some(NonceOutcome::Fresh) => {}
+                Some(NonceOutcome::Fresh | NonceOutcome::Repeated) => {}
                 Some(NonceOutcome::Replayed) => *verdict = Verdict::from(Reason::Replayed),
                 Some(NonceOutcome::BeforeHistory) => {
                     *verdict = Verdict::from(Reason::HistoryUnavailable);

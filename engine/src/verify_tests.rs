@@ -51,6 +51,7 @@ fn context(now: u64) -> Context {
     Context {
         platform: Some(platform("shop.example")),
         now,
+        request: None,
     }
 }
 
@@ -281,6 +282,7 @@ fn wrong_audience() {
     let anonymous = Context {
         platform: None,
         now: NOW,
+        request: None,
     };
     assert_eq!(
         verify_text(&fixture, &certificate, &anonymous).reason(),
@@ -289,6 +291,7 @@ fn wrong_audience() {
     let bank = Context {
         platform: Some(platform("bank.example")),
         now: NOW,
+        request: None,
     };
     assert!(verify_text(&fixture, &certificate, &bank).is_valid());
 }
@@ -604,5 +607,27 @@ proptest! {
         let text = String::from_utf8_lossy(&bytes);
         let verdict = fixture.verifier.verify(Input::Text(&text), &context(NOW)).unwrap();
         prop_assert!(!verdict.is_valid());
+    }
+}
+
+#[test]
+fn a_retried_request_gets_its_answer_again_and_nobody_else_does() {
+    let fixture = fixture();
+    let certificate = issuer().issue(&request(), NOW).unwrap();
+    let shop = platform("shop.example");
+    let with_key = |key: &[u8]| Context {
+        request: Some(RequestKey::derive(&shop, key)),
+        ..context(NOW + 1)
+    };
+    let first = verify_text(&fixture, &certificate, &with_key(b"login-42"));
+    assert!(first.is_valid());
+    // The platform lost the answer and sends the same request again.
+    assert_eq!(verify_text(&fixture, &certificate, &with_key(b"login-42")), first);
+    // Any other request for the certificate is a replay.
+    for other in [with_key(b"login-43"), context(NOW + 1)] {
+        assert_eq!(
+            verify_text(&fixture, &certificate, &other).reason(),
+            Some(Reason::Replayed)
+        );
     }
 }

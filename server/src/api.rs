@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cyberid_engine::{
     Assurance, CertificateId, Claims, Context, Error as EngineError, Fault, IssueRequest, KeyId,
-    OwnedInput, PlatformId, RevocationChange, RevocationRecord, RevocationSet, Standing, WebNumber,
+    OwnedInput, PlatformId, RequestKey, RevocationChange, RevocationRecord, RevocationSet, Standing, WebNumber,
 };
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -304,6 +304,26 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     })
 }
 
+/// The request key of a verification that names itself with `Idempotency-Key` (1 to 64
+/// visible ASCII characters): a retry with the same key, from the same platform, of a request
+/// whose answer was lost is answered as the first time, never `replayed`.
+fn idempotency_key(
+    headers: &hyper::HeaderMap,
+    platform: &PlatformId,
+) -> Result<Option<RequestKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.as_bytes();
+    if !(1..=64).contains(&key.len()) || !key.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "bad_idempotency_key",
+            "Idempotency-Key is 1 to 64 visible ASCII characters",
+        ));
+    }
+    Ok(Some(RequestKey::derive(platform, key)))
+}
+
 fn content_type(request: &Request<Incoming>) -> String {
     request
         .headers()
@@ -330,6 +350,7 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
     let platform = platform_with(app, &request, Scope::Verify)?;
     let engine = app.engine()?;
     let kind = content_type(&request);
+    let headers = request.headers().clone();
     let body = read_body(app, request).await?;
     let input = match kind.as_str() {
         "application/octet-stream" => OwnedInput::Binary(body.to_vec()),
@@ -354,6 +375,7 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
     let context = Context {
         platform: Some(platform.id),
         now: app.now(),
+        request: idempotency_key(&headers, &platform.id)?,
     };
     let pending = engine
         .pipeline

@@ -6,7 +6,7 @@
 //! | `meta` | `format_version`, `history_begins`, `bucket_seconds`, `created_at` | big-endian u64 |
 //! | `revocation_state` | `w`+Web Number, `c`+certificate id, `k`+key id | standing byte (Web Numbers), empty |
 //! | `revocation_log` | sequence number, u64 BE | the record as JSON |
-//! | `nonces-<bucket>` | certificate id (16 bytes) | `retain_until`, u64 BE |
+//! | `nonces-<bucket>` | certificate id (16 bytes) | `retain_until`, u64 BE, then the claiming request key, u64 BE, if any |
 //!
 //! Nonces live in one column family per expiry bucket (`bucket_seconds` wide, fixed when the
 //! store is created): when a bucket's certificates have all expired, the whole column family is
@@ -17,9 +17,10 @@ use rocksdb::{DBWithThreadMode, MultiThreaded};
 
 pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
 
-/// The on-disk format this build reads and writes. A store written by another format version
-/// is refused at open, never silently reinterpreted.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build writes. It reads this version and version 1 (upgraded at
+/// open); a store written by any other format version is refused at open, never silently
+/// reinterpreted.
+pub const STORE_FORMAT_VERSION: u32 = 2;
 
 pub(crate) const META: &str = "meta";
 pub(crate) const REVOCATION_STATE: &str = "revocation_state";

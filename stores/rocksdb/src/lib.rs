@@ -24,6 +24,7 @@
 //!     usable_from: 1_790_000_000,
 //!     expires_at: 1_790_000_180,
 //!     retain_until: 1_790_000_210,
+//!     request: None,
 //! };
 //! assert_eq!(store.consume(claim)?, NonceOutcome::Fresh);
 //!

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use cyberid_engine::{
-    CertificateId, Error, NonceClaim, NonceOutcome, NonceStore, claim_in_memory,
+    CertificateId, Error, NonceClaim, NonceOutcome, NonceStore, RequestKey, claim_in_memory,
 };
 use rocksdb::WriteBatch;
 
@@ -21,6 +21,7 @@ pub(crate) struct NonceWrite {
     bucket: u64,
     certificate_id: CertificateId,
     retain_until: u64,
+    request: Option<RequestKey>,
 }
 
 pub(crate) enum Command {
@@ -34,9 +35,25 @@ pub(crate) enum Command {
     },
 }
 
-/// A nonce's value on disk: until when it must be kept.
-pub(crate) fn decode_value(value: &[u8]) -> Option<u64> {
-    decode_u64(value)
+/// A nonce's value on disk: until when it must be kept (u64 BE), then the request key that
+/// claimed it (u64 BE) if there was one.
+fn encode_value(retain_until: u64, request: Option<RequestKey>) -> Vec<u8> {
+    let mut value = retain_until.to_be_bytes().to_vec();
+    if let Some(request) = request {
+        value.extend_from_slice(&request.get().to_be_bytes());
+    }
+    value
+}
+
+pub(crate) fn decode_value(value: &[u8]) -> Option<(u64, Option<RequestKey>)> {
+    match value.len() {
+        8 => Some((decode_u64(value)?, None)),
+        16 => Some((
+            decode_u64(&value[..8])?,
+            Some(RequestKey::from_u64(decode_u64(&value[8..])?)?),
+        )),
+        _ => None,
+    }
 }
 
 pub(crate) fn start_committer(
@@ -149,7 +166,7 @@ impl Inner {
             batch.put_cf(
                 &handles[position].1,
                 write.certificate_id.as_bytes(),
-                write.retain_until.to_be_bytes(),
+                encode_value(write.retain_until, write.request),
             );
         }
         drop(handles);
@@ -198,23 +215,28 @@ impl NonceStore for DurableStore {
             .iter()
             .map(|claim| claim_in_memory(&self.inner.nonces, history_begins, claim))
             .collect();
+        // Fresh claims are written; so are repeats of a request, so that a retry is answered
+        // only once the first claim's write is durable too (it is in this group or an earlier
+        // one; the put rewrites the same value).
         let writes: Vec<NonceWrite> = claims
             .iter()
             .zip(&outcomes)
-            .filter(|(_, outcome)| **outcome == NonceOutcome::Fresh)
+            .filter(|(_, outcome)| matches!(outcome, NonceOutcome::Fresh | NonceOutcome::Repeated))
             .map(|(claim, _)| NonceWrite {
                 bucket: self.inner.nonces.bucket_of(claim.expires_at),
                 certificate_id: claim.certificate_id,
                 retain_until: claim.retain_until,
+                request: claim.request,
             })
             .collect();
         if writes.is_empty() {
             return Ok(outcomes);
         }
         if let Err(error) = self.commit(writes) {
-            // None of these was answered: release them, so that the error does not use up
-            // their certificates. (Whether a failed write reached the disk anyway is what the
-            // poisoned store cannot tell; docs/store.md says what a restart then finds.)
+            // None of these was answered: release the claims this batch made, so that the
+            // error does not use up their certificates. (Whether a failed write reached the
+            // disk anyway is what the poisoned store cannot tell; docs/store.md says what a
+            // restart then finds, and a retry with the same request key is answered valid.)
             for (claim, _) in claims
                 .iter()
                 .zip(&outcomes)
@@ -241,5 +263,20 @@ impl NonceStore for DurableStore {
         let (done, result) = crossbeam_channel::bounded(1);
         self.send(Command::Expire { now, done })?;
         result.recv().map_err(|_| Error::Poisoned)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_with_and_without_a_request_key() {
+        let key = RequestKey::from_u64(0x0102_0304_0506_0708);
+        assert_eq!(decode_value(&encode_value(77, None)), Some((77, None)));
+        assert_eq!(decode_value(&encode_value(77, key)), Some((77, key)));
+        assert_eq!(encode_value(77, None).len(), 8);
+        assert_eq!(decode_value(&[0; 16]), None, "a zero request key is not written");
+        assert_eq!(decode_value(&[0; 9]), None);
     }
 }

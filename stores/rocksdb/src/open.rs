@@ -123,6 +123,23 @@ fn read_or_write_meta(
             Ok((history_begins, options.bucket_seconds))
         }
         None => Err(Error::Corrupt("format version missing".into())),
+        // Version 1 differs only in nonce values without request keys, which version 2 reads
+        // as they are: the store is marked version 2 (durably) before anything new is written,
+        // so that an older build refuses it instead of misreading a keyed nonce.
+        Some(1) => {
+            let meta = db
+                .cf_handle(META)
+                .ok_or(Error::Corrupt("meta column family missing".into()))?;
+            db.put_cf_opt(
+                &meta,
+                FORMAT_KEY,
+                u64::from(STORE_FORMAT_VERSION).to_be_bytes(),
+                &synced(),
+            )
+            .map_err(|e| store_error("upgrade format", &e))?;
+            drop(meta);
+            read_or_write_meta(db, exists, options, now)
+        }
         Some(found) if found != u64::from(STORE_FORMAT_VERSION) => {
             Err(Error::IncompatibleFormat {
                 found,
@@ -183,13 +200,12 @@ fn load_nonces(inner: &Inner, families: &[String], now: u64) -> Result<(), Error
             while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
                 let id = <[u8; 16]>::try_from(key)
                     .map_err(|_| Error::Corrupt(format!("nonce key in {name} is not 16 bytes")))?;
-                let retain_until = nonces::decode_value(value).ok_or_else(|| {
-                    Error::Corrupt(format!("nonce value in {name} is not 8 bytes"))
+                let (retain_until, request) = nonces::decode_value(value).ok_or_else(|| {
+                    Error::Corrupt(format!("nonce value in {name} is not 8 or 16 bytes"))
                 })?;
                 if retain_until >= now {
-                    inner
-                        .nonces
-                        .load(bucket, CertificateId::from_bytes(id), retain_until);
+                    let id = CertificateId::from_bytes(id);
+                    inner.nonces.load(bucket, id, retain_until, request);
                     live += 1;
                 }
                 iterator.next();

@@ -18,6 +18,7 @@ fn claim(n: u8, expires_at: u64) -> NonceClaim {
         usable_from: NOW,
         expires_at,
         retain_until: expires_at + 30,
+        request: None,
     }
 }
 
@@ -232,17 +233,44 @@ fn another_format_version_is_refused() {
         let families = rocksdb::DB::list_cf(&options, dir.path()).unwrap();
         let db = rocksdb::DB::open_cf(&options, dir.path(), &families).unwrap();
         let meta = db.cf_handle("meta").unwrap();
-        db.put_cf(&meta, b"format_version", 2u64.to_be_bytes())
+        db.put_cf(&meta, b"format_version", 3u64.to_be_bytes())
             .unwrap();
     }
     let error = open(dir.path(), NOW).unwrap_err();
     assert_eq!(
         error,
         Error::IncompatibleFormat {
-            found: 2,
+            found: 3,
             supported: STORE_FORMAT_VERSION
         }
     );
+}
+
+#[test]
+fn a_version_1_store_is_upgraded_in_place_and_keeps_its_nonces() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), NOW).unwrap();
+        store.consume(claim(1, NOW + 200)).unwrap();
+    }
+    let set_format = |version: u64| {
+        let options = rocksdb::Options::default();
+        let families = rocksdb::DB::list_cf(&options, dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&options, dir.path(), &families).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        let before = db.get_cf(&meta, b"format_version").unwrap().unwrap();
+        db.put_cf(&meta, b"format_version", version.to_be_bytes())
+            .unwrap();
+        u64::from_be_bytes(before.try_into().unwrap())
+    };
+    assert_eq!(set_format(1), u64::from(STORE_FORMAT_VERSION));
+    let store = open(dir.path(), NOW).unwrap();
+    assert_eq!(
+        store.consume(claim(1, NOW + 200)).unwrap(),
+        NonceOutcome::Replayed
+    );
+    drop(store);
+    assert_eq!(set_format(2), 2, "the upgrade was written");
 }
 
 #[test]

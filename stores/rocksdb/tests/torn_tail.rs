@@ -23,6 +23,7 @@ fn claim(n: u32) -> NonceClaim {
         usable_from: NOW,
         expires_at: NOW + 300,
         retain_until: NOW + 330,
+        request: None,
     }
 }
 

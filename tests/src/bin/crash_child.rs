@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let context = Context {
         platform: None,
         now: CRASH_ISSUED_AT,
+        request: None,
     };
 
     let revoker = {

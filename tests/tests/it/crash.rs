@@ -68,6 +68,7 @@ fn acknowledged_nonces_and_revocations_survive_sigkill() {
             usable_from: CRASH_ISSUED_AT - skew,
             expires_at: *expires_at,
             retain_until: expires_at + skew,
+            request: None,
         })
         .collect();
     let outcomes = store.consume_batch(&claims).unwrap();

@@ -38,6 +38,7 @@ fn claim(n: u64) -> NonceClaim {
         usable_from: NOW,
         expires_at: NOW + 200,
         retain_until: NOW + 230,
+        request: None,
     }
 }
 

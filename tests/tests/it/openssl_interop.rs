@@ -128,6 +128,7 @@ fn openssl_signature_verifies_in_the_engine() {
     let context = Context {
         platform: None,
         now: NOW,
+        request: None,
     };
     let verdict = verifier
         .verify(Input::Text(&certificate.to_text()), &context)

@@ -30,6 +30,7 @@ fn every_vector_in_the_spec_gets_its_verdict_in_both_forms() {
         let context = Context {
             platform: Some(vector.platform.parse().unwrap()),
             now: vector.now,
+            request: None,
         };
         let verifier = memory_verifier(std::slice::from_ref(&key));
         let verdict = verifier

@@ -586,3 +586,71 @@ async fn slow_clients_are_cut_off() {
     );
     node.shutdown().await;
 }
+
+/// One raw HTTP/1.1 exchange, for headers the client helper does not send.
+async fn raw_verify(node: &Node, key: &str, certificate: &str, extra: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({ "certificate": certificate }).to_string();
+    let request = format!(
+        "POST /v1/verify HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(node.address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    (status, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_with_its_idempotency_key_is_answered_valid_again() {
+    let node = Node::start(|_| {}).await;
+    let shop = node.prepared.shop_key.clone();
+    let text = node.certificate(holder(), Some(SHOP));
+    let key = "idempotency-key: login-7f3a\r\n";
+    let (status, first) = raw_verify(&node, &shop, &text, key).await;
+    assert_eq!(status, 200);
+    assert!(first.contains(r#""verdict":"valid""#), "{first}");
+    // The platform lost the answer and retries the same request: the same answer.
+    let (_, again) = raw_verify(&node, &shop, &text, key).await;
+    assert!(again.contains(r#""verdict":"valid""#), "{again}");
+    // Any other request with that certificate is a replay: another key, or none.
+    for extra in ["idempotency-key: login-other\r\n", ""] {
+        let (_, other) = raw_verify(&node, &shop, &text, extra).await;
+        assert!(other.contains(r#""reason":"replayed""#), "{other}");
+    }
+    // A key outside the documented form is refused, and consumes nothing.
+    let fresh = node.certificate(holder(), Some(SHOP));
+    let (status, refused) =
+        raw_verify(&node, &shop, &fresh, "idempotency-key: has space\r\n").await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.contains("bad_idempotency_key"), "{refused}");
+    let (_, fine) = raw_verify(&node, &shop, &fresh, key).await;
+    assert!(fine.contains(r#""verdict":"valid""#), "{fine}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_nonce_store_answers_503_and_consumes_nothing() {
+    let node = Node::start(|config| config.max_live_nonces = 4).await;
+    let mut client = node.client().await;
+    let shop = node.prepared.shop_key.clone();
+    for _ in 0..4 {
+        let text = node.certificate(holder(), Some(SHOP));
+        assert_eq!(verdict(&mut client, &shop, &text).await, "valid");
+    }
+    let waiting: Vec<String> = (0..8)
+        .map(|_| node.certificate(holder(), Some(SHOP)))
+        .collect();
+    // Twice each: a refusal that had consumed the certificate would answer `replayed` the
+    // second time.
+    for _ in 0..2 {
+        for text in &waiting {
+            let (status, body) = verify(&mut client, &shop, text).await;
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["error"]["code"], "nonce_store_full");
+            assert!(client.last_headers().contains_key("retry-after"));
+        }
+    }
+}
