@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cyberid_bench::{NOW, claim, web_number};
-use cyberid_engine::{ManualClock, MemoryNonceStore, NonceStore, RevocationChange, RevocationRecord, RevocationSet, Standing};
+use cyberid_engine::{
+    ManualClock, MemoryNonceStore, NonceStore, RevocationChange, RevocationRecord, RevocationSet,
+    Standing,
+};
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 
 fn durable_store(dir: &tempfile::TempDir) -> DurableStore {

@@ -160,7 +160,9 @@ pub fn duplicates_in_one_batch<S: NonceStore>(make: impl Fn(Setup) -> Subject<S>
 }
 
 /// See the macros.
-pub fn certificates_from_before_history_are_refused<S: NonceStore>(make: impl Fn(Setup) -> Subject<S>) {
+pub fn certificates_from_before_history_are_refused<S: NonceStore>(
+    make: impl Fn(Setup) -> Subject<S>,
+) {
     let subject = make(Setup::default());
     let store = &subject.store;
     assert_eq!(store.history_begins(), NOW);
@@ -178,7 +180,9 @@ pub fn certificates_from_before_history_are_refused<S: NonceStore>(make: impl Fn
 }
 
 /// See the macros.
-pub fn concurrent_claims_yield_exactly_one_fresh<S: NonceStore + 'static>(make: impl Fn(Setup) -> Subject<S>) {
+pub fn concurrent_claims_yield_exactly_one_fresh<S: NonceStore + 'static>(
+    make: impl Fn(Setup) -> Subject<S>,
+) {
     let subject = make(Setup::default());
     let threads = 8;
     let barrier = Arc::new(Barrier::new(threads));
@@ -227,7 +231,9 @@ pub fn expiry_drops_whole_buckets_by_the_clock<S: NonceStore>(make: impl Fn(Setu
 }
 
 /// See the macros.
-pub fn standing_moves_through_suspend_revoke_reinstate<S: RevocationSet>(make: impl Fn(Setup) -> Subject<S>) {
+pub fn standing_moves_through_suspend_revoke_reinstate<S: RevocationSet>(
+    make: impl Fn(Setup) -> Subject<S>,
+) {
     let subject = make(Setup::default());
     let set = &subject.store;
     let holder = web_number("7K3MQ9XZ2P");
@@ -320,7 +326,9 @@ pub fn history_pages_in_order<S: RevocationSet>(make: impl Fn(Setup) -> Subject<
 }
 
 /// See the macros.
-pub fn bad_records_are_refused_and_not_recorded<S: RevocationSet>(make: impl Fn(Setup) -> Subject<S>) {
+pub fn bad_records_are_refused_and_not_recorded<S: RevocationSet>(
+    make: impl Fn(Setup) -> Subject<S>,
+) {
     let subject = make(Setup::default());
     let set = &subject.store;
     let holder = web_number("7K3MQ9XZ2P");
@@ -405,7 +413,11 @@ pub fn a_full_store_refuses_the_whole_batch_and_consumes_nothing<S: NonceStore>(
     });
     let store = &subject.store;
     store
-        .consume_batch(&[claim(1, NOW + 200), claim(2, NOW + 200), claim(3, NOW + 200)])
+        .consume_batch(&[
+            claim(1, NOW + 200),
+            claim(2, NOW + 200),
+            claim(3, NOW + 200),
+        ])
         .unwrap();
     // Eight at once cannot fit beside three under a bound of four: the whole batch is refused
     // before anything is claimed, as a retryable failure.
@@ -413,10 +425,17 @@ pub fn a_full_store_refuses_the_whole_batch_and_consumes_nothing<S: NonceStore>(
     let error = store.consume_batch(&batch).unwrap_err();
     assert_eq!(error.code(), "nonce_store_full");
     assert_eq!(error.fault(), Fault::Retry);
-    assert_eq!(store.live_nonces(), 3, "nothing of the refused batch was consumed");
+    assert_eq!(
+        store.live_nonces(),
+        3,
+        "nothing of the refused batch was consumed"
+    );
     // Once the first three expire, every certificate of the refused batch is still fresh.
     store.expire(NOW + 200 + 30 + 61).unwrap();
-    assert_eq!(store.consume_batch(&batch[..4]).unwrap(), [NonceOutcome::Fresh; 4]);
+    assert_eq!(
+        store.consume_batch(&batch[..4]).unwrap(),
+        [NonceOutcome::Fresh; 4]
+    );
 }
 
 /// See the macros.
@@ -425,11 +444,17 @@ pub fn a_claim_past_the_expiry_horizon_is_refused_as_expired<S: NonceStore>(
 ) {
     let subject = make(Setup::default());
     let store = &subject.store;
-    assert_eq!(store.consume(claim(1, NOW + 100)).unwrap(), NonceOutcome::Fresh);
+    assert_eq!(
+        store.consume(claim(1, NOW + 100)).unwrap(),
+        NonceOutcome::Fresh
+    );
     store.expire(NOW + 100 + 30 + 61).unwrap();
     // The first use was forgotten with its bucket; a presentation checked just before the drop
     // must not be taken for a first use.
-    assert_eq!(store.consume(claim(1, NOW + 100)).unwrap(), NonceOutcome::Expired);
+    assert_eq!(
+        store.consume(claim(1, NOW + 100)).unwrap(),
+        NonceOutcome::Expired
+    );
     assert_eq!(store.live_nonces(), 0);
 }
 
@@ -444,14 +469,31 @@ pub fn a_retry_of_the_same_request_is_repeated_never_replayed<S: NonceStore>(
         request: Some(RequestKey::derive(&shop, key)),
         ..claim(n, NOW + 200)
     };
-    assert_eq!(store.consume(keyed(1, b"order-1")).unwrap(), NonceOutcome::Fresh);
-    assert_eq!(store.consume(keyed(1, b"order-1")).unwrap(), NonceOutcome::Repeated);
-    assert_eq!(store.consume(keyed(1, b"order-2")).unwrap(), NonceOutcome::Replayed);
-    assert_eq!(store.consume(claim(1, NOW + 200)).unwrap(), NonceOutcome::Replayed);
+    assert_eq!(
+        store.consume(keyed(1, b"order-1")).unwrap(),
+        NonceOutcome::Fresh
+    );
+    assert_eq!(
+        store.consume(keyed(1, b"order-1")).unwrap(),
+        NonceOutcome::Repeated
+    );
+    assert_eq!(
+        store.consume(keyed(1, b"order-2")).unwrap(),
+        NonceOutcome::Replayed
+    );
+    assert_eq!(
+        store.consume(claim(1, NOW + 200)).unwrap(),
+        NonceOutcome::Replayed
+    );
     // In one batch, too, and without a key nothing is ever repeated.
     assert_eq!(
         store
-            .consume_batch(&[keyed(2, b"k"), keyed(2, b"k"), claim(3, NOW + 200), claim(3, NOW + 200)])
+            .consume_batch(&[
+                keyed(2, b"k"),
+                keyed(2, b"k"),
+                claim(3, NOW + 200),
+                claim(3, NOW + 200)
+            ])
             .unwrap(),
         [
             NonceOutcome::Fresh,

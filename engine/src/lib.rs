@@ -74,11 +74,11 @@ pub use issue::{IssueRequest, Issuer, IssuerPolicy};
 pub use keys::{
     DEFAULT_SM2_ID, IssuerPublicKey, IssuerSigningKey, KeyId, KeyRegistry, KeyState, RegisteredKey,
 };
+pub use nonce_map::{Inserted, NonceMap};
 pub use observe::Observer;
 pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
 pub use platform::PlatformId;
 pub use request_key::RequestKey;
-pub use nonce_map::{Inserted, NonceMap};
 pub use store::{
     MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
     RevocationCounts, RevocationMaps, RevocationRecord, RevocationSet, Standing, claim_in_memory,

@@ -150,7 +150,9 @@ impl NonceMap {
                 Entry::Occupied(_) => Inserted::Present,
                 Entry::Vacant(slot) => {
                     slot.insert(request);
-                    bucket.retain_until.fetch_max(retain_until, Ordering::SeqCst);
+                    bucket
+                        .retain_until
+                        .fetch_max(retain_until, Ordering::SeqCst);
                     self.live.fetch_add(1, Ordering::Relaxed);
                     Inserted::Fresh
                 }
@@ -227,7 +229,10 @@ impl NonceMap {
             self.buckets.rcu(|buckets| {
                 let mut kept = BTreeMap::clone(buckets);
                 for (index, bucket) in &dropped {
-                    if kept.get(index).is_some_and(|held| Arc::ptr_eq(held, bucket)) {
+                    if kept
+                        .get(index)
+                        .is_some_and(|held| Arc::ptr_eq(held, bucket))
+                    {
                         kept.remove(index);
                     }
                 }
@@ -272,7 +277,10 @@ mod tests {
     fn insert_if_absent_is_first_writer_wins() {
         let map = NonceMap::new(60);
         assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Fresh);
-        assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Present);
+        assert_eq!(
+            map.insert_if_absent(id(1), 100, 130, None),
+            Inserted::Present
+        );
         assert!(map.contains(&id(1), 100));
         assert_eq!(map.len(), 1);
     }
@@ -302,8 +310,14 @@ mod tests {
         assert_eq!(map.expire(131), [1]);
         // The certificate's first use was forgotten with its bucket: a replay checked for
         // expiry before the drop must not be taken for a first use after it.
-        assert_eq!(map.insert_if_absent(id(1), 100, 130, None), Inserted::Expired);
-        assert!(map.bucket_indexes().is_empty(), "nothing was created for it");
+        assert_eq!(
+            map.insert_if_absent(id(1), 100, 130, None),
+            Inserted::Expired
+        );
+        assert!(
+            map.bucket_indexes().is_empty(),
+            "nothing was created for it"
+        );
         assert_eq!(map.len(), 0);
     }
 
@@ -314,7 +328,10 @@ mod tests {
         assert_eq!(map.expire(120), [1]);
         // Expired at 100 but retained (skew) until 125: still acceptable at 120.
         assert_eq!(map.insert_if_absent(id(2), 100, 125, None), Inserted::Fresh);
-        assert_eq!(map.insert_if_absent(id(2), 100, 125, None), Inserted::Present);
+        assert_eq!(
+            map.insert_if_absent(id(2), 100, 125, None),
+            Inserted::Present
+        );
         assert!(map.expire(125).is_empty());
         assert_eq!(map.expire(126), [1]);
     }
@@ -394,14 +411,20 @@ mod request_tests {
         let first = Some(RequestKey::derive(&shop, b"k1"));
         let id = CertificateId::from_bytes([1; 16]);
         assert_eq!(map.insert_if_absent(id, 100, 130, first), Inserted::Fresh);
-        assert_eq!(map.insert_if_absent(id, 100, 130, first), Inserted::Repeated);
+        assert_eq!(
+            map.insert_if_absent(id, 100, 130, first),
+            Inserted::Repeated
+        );
         let other = Some(RequestKey::derive(&shop, b"k2"));
         assert_eq!(map.insert_if_absent(id, 100, 130, other), Inserted::Present);
         assert_eq!(map.insert_if_absent(id, 100, 130, None), Inserted::Present);
         // A claim without a key is never repeated, even by another claim without one.
         let bare = CertificateId::from_bytes([2; 16]);
         assert_eq!(map.insert_if_absent(bare, 100, 130, None), Inserted::Fresh);
-        assert_eq!(map.insert_if_absent(bare, 100, 130, None), Inserted::Present);
+        assert_eq!(
+            map.insert_if_absent(bare, 100, 130, None),
+            Inserted::Present
+        );
         assert_eq!(map.len(), 2);
     }
 }

@@ -274,7 +274,10 @@ impl RevocationRecord {
             && reason.last() != Some(&b' ')
             && reason.iter().all(|b| {
                 b.is_ascii_alphanumeric()
-                    || matches!(b, b' ' | b'-' | b'_' | b'.' | b':' | b',' | b'/' | b'(' | b')')
+                    || matches!(
+                        b,
+                        b' ' | b'-' | b'_' | b'.' | b':' | b',' | b'/' | b'(' | b')'
+                    )
             });
         if !reason_ok {
             return Err(Error::BadReason);

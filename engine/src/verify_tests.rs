@@ -622,7 +622,10 @@ fn a_retried_request_gets_its_answer_again_and_nobody_else_does() {
     let first = verify_text(&fixture, &certificate, &with_key(b"login-42"));
     assert!(first.is_valid());
     // The platform lost the answer and sends the same request again.
-    assert_eq!(verify_text(&fixture, &certificate, &with_key(b"login-42")), first);
+    assert_eq!(
+        verify_text(&fixture, &certificate, &with_key(b"login-42")),
+        first
+    );
     // Any other request for the certificate is a replay.
     for other in [with_key(b"login-43"), context(NOW + 1)] {
         assert_eq!(

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cyberid_engine::{
     Assurance, CertificateId, Claims, Context, Error as EngineError, Fault, IssueRequest, KeyId,
-    OwnedInput, PlatformId, RequestKey, RevocationChange, RevocationRecord, RevocationSet, Standing, WebNumber,
+    OwnedInput, PlatformId, RequestKey, RevocationChange, RevocationRecord, RevocationSet,
+    Standing, WebNumber,
 };
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use cyberid_engine::{Clock, Issuer, KeyRegistry, NonceStore, Pipeline, RevocationSet, SystemClock, Verifier};
-use cyberid_store_rocksdb::{DurableStore};
+use cyberid_engine::{
+    Clock, Issuer, KeyRegistry, NonceStore, Pipeline, RevocationSet, SystemClock, Verifier,
+};
+use cyberid_store_rocksdb::DurableStore;
 
 use crate::credentials::Credentials;
 use crate::datadir::{DataDir, LoadedKey};

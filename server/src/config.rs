@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cyberid_engine::{IssuerPolicy, PipelineConfig, VerifierConfig};
-use cyberid_store_rocksdb::{StoreOptions};
+use cyberid_store_rocksdb::StoreOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cyberid_bench::{NOW, claim, resident_bytes, web_number};
-use cyberid_engine::{ManualClock, MemoryNonceStore, NonceStore, RevocationChange, RevocationRecord, RevocationSet, Standing};
+use cyberid_engine::{
+    ManualClock, MemoryNonceStore, NonceStore, RevocationChange, RevocationRecord, RevocationSet,
+    Standing,
+};
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 
 fn open(path: &std::path::Path) -> Result<(DurableStore, f64, u64), cyberid_engine::Error> {

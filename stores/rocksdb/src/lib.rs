@@ -240,8 +240,8 @@ mod contract {
             history_begins: Some(setup.history_begins),
             ..StoreOptions::default()
         };
-        let store = DurableStore::open(dir.path(), options, Arc::new(ManualClock::new(NOW)))
-            .unwrap();
+        let store =
+            DurableStore::open(dir.path(), options, Arc::new(ManualClock::new(NOW))).unwrap();
         Subject::new(store, dir)
     }
 

@@ -276,7 +276,11 @@ mod tests {
         assert_eq!(decode_value(&encode_value(77, None)), Some((77, None)));
         assert_eq!(decode_value(&encode_value(77, key)), Some((77, key)));
         assert_eq!(encode_value(77, None).len(), 8);
-        assert_eq!(decode_value(&[0; 16]), None, "a zero request key is not written");
+        assert_eq!(
+            decode_value(&[0; 16]),
+            None,
+            "a zero request key is not written"
+        );
         assert_eq!(decode_value(&[0; 9]), None);
     }
 }

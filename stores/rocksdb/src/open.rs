@@ -10,8 +10,8 @@ use rocksdb::{ColumnFamilyDescriptor, WriteBatch};
 
 use crate::layout::{
     BUCKET_SECONDS_KEY, CREATED_AT_KEY, Db, FORMAT_KEY, HISTORY_BEGINS_KEY, META, NONCES_PREFIX,
-    REVOCATION_LOG, REVOCATION_STATE, STORE_FORMAT_VERSION, decode_state, decode_u64,
-    nonce_bucket, read_u64, store_error,
+    REVOCATION_LOG, REVOCATION_STATE, STORE_FORMAT_VERSION, decode_state, decode_u64, nonce_bucket,
+    read_u64, store_error,
 };
 use crate::options::{StoreOptions, db_options, family_options, synced};
 use crate::{Inner, nonces};
@@ -78,12 +78,11 @@ fn prepare_new_directory(path: &Path) -> Result<(), Error> {
     match std::fs::read_dir(path).map(|mut entries| entries.next().is_some()) {
         Ok(true) => Err(Error::NotADataDirectory(path.display().to_string())),
         Ok(false) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(path).map_err(|e| Error::Store {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(path)
+            .map_err(|e| Error::Store {
                 context: "create data directory",
                 detail: e.to_string(),
-            })
-        }
+            }),
         Err(error) => Err(Error::Store {
             context: "read data directory",
             detail: error.to_string(),
@@ -140,12 +139,10 @@ fn read_or_write_meta(
             drop(meta);
             read_or_write_meta(db, exists, options, now)
         }
-        Some(found) if found != u64::from(STORE_FORMAT_VERSION) => {
-            Err(Error::IncompatibleFormat {
-                found,
-                supported: STORE_FORMAT_VERSION,
-            })
-        }
+        Some(found) if found != u64::from(STORE_FORMAT_VERSION) => Err(Error::IncompatibleFormat {
+            found,
+            supported: STORE_FORMAT_VERSION,
+        }),
         Some(_) => Ok((
             read_u64(db, META, HISTORY_BEGINS_KEY)?
                 .ok_or(Error::Corrupt("history start missing".into()))?,

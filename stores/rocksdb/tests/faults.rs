@@ -45,7 +45,10 @@ fn claim(n: u32) -> NonceClaim {
         usable_from: NOW,
         expires_at: NOW + 300,
         retain_until: NOW + 330,
-        request: Some(RequestKey::derive(&platform, format!("request-{n}").as_bytes())),
+        request: Some(RequestKey::derive(
+            &platform,
+            format!("request-{n}").as_bytes(),
+        )),
     }
 }
 
@@ -106,7 +109,11 @@ fn an_error_at_any_nonce_step_consumes_nothing_and_is_retryable() {
         let error = store.consume_batch(&[claim(1), claim(2)]).unwrap_err();
         fail::remove(*step);
         assert_eq!(error.fault(), Fault::Retry, "{step}: {error}");
-        assert_eq!(store.live_nonces(), 1, "{step}: the failed batch is released");
+        assert_eq!(
+            store.live_nonces(),
+            1,
+            "{step}: the failed batch is released"
+        );
         if store.poisoned().is_some() {
             // A failed write: the store refuses everything until reopened.
             assert!(
@@ -196,7 +203,10 @@ fn crash_at(dir: &Path, path: &str, step: &str) -> u32 {
         .filter(|line| line.starts_with("ack "))
         .count();
     let status = child.wait().unwrap();
-    assert!(!status.success(), "{step}: the child must die at its failpoint");
+    assert!(
+        !status.success(),
+        "{step}: the child must die at its failpoint"
+    );
     u32::try_from(acknowledged).unwrap()
 }
 
@@ -221,12 +231,25 @@ fn a_crash_at_any_nonce_step_loses_nothing_acknowledged_and_the_store_opens() {
         // replay. Either way the certificate is valid exactly once.
         let durable = ["rocksdb::synced", "rocksdb::reply"].contains(step);
         if durable {
-            assert_eq!(store.consume(replay(interrupted)).unwrap(), NonceOutcome::Replayed);
-            assert_eq!(store.consume(claim(interrupted)).unwrap(), NonceOutcome::Repeated);
+            assert_eq!(
+                store.consume(replay(interrupted)).unwrap(),
+                NonceOutcome::Replayed
+            );
+            assert_eq!(
+                store.consume(claim(interrupted)).unwrap(),
+                NonceOutcome::Repeated
+            );
         } else {
-            assert_eq!(store.consume(claim(interrupted)).unwrap(), NonceOutcome::Fresh, "{step}");
+            assert_eq!(
+                store.consume(claim(interrupted)).unwrap(),
+                NonceOutcome::Fresh,
+                "{step}"
+            );
         }
-        assert_eq!(store.consume(claim(interrupted + 1)).unwrap(), NonceOutcome::Fresh);
+        assert_eq!(
+            store.consume(claim(interrupted + 1)).unwrap(),
+            NonceOutcome::Fresh
+        );
     }
 }
 

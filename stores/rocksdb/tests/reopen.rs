@@ -35,7 +35,6 @@ fn web_number(text: &str) -> WebNumber {
     text.parse().unwrap()
 }
 
-
 fn open(dir: &std::path::Path, now: u64) -> Result<DurableStore, Error> {
     DurableStore::open(
         dir,

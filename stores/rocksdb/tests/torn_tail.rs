@@ -106,11 +106,18 @@ fn a_torn_last_record_loses_only_that_write_at_every_cut() {
     let image = tempfile::tempdir().unwrap();
     let lengths = crash_image(image.path());
     let (before_last, full) = (lengths[lengths.len() - 2], lengths[lengths.len() - 1]);
-    assert!(full > before_last + 20, "one nonce write is a record of some bytes");
+    assert!(
+        full > before_last + 20,
+        "one nonce write is a record of some bytes"
+    );
     // Cut the last record at every byte: a write torn anywhere, header or payload.
     for cut in before_last..full {
         let kept = reopen_after(image.path(), |wal| truncate(wal, cut));
-        assert_eq!(kept, Ok(WRITES - 1), "cut at {cut} of {before_last}..{full}");
+        assert_eq!(
+            kept,
+            Ok(WRITES - 1),
+            "cut at {cut} of {before_last}..{full}"
+        );
     }
     assert_eq!(reopen_after(image.path(), |_| {}), Ok(WRITES));
 }
@@ -121,7 +128,12 @@ fn garbage_after_the_last_record_is_ignored() {
     crash_image(image.path());
     // What a crash can leave past the last synced record: zeros (preallocated or unwritten
     // blocks) and stale bytes.
-    for tail in [vec![0u8; 7], vec![0u8; 4096], vec![0xff; 13], b"garbage tail".to_vec()] {
+    for tail in [
+        vec![0u8; 7],
+        vec![0u8; 4096],
+        vec![0xff; 13],
+        b"garbage tail".to_vec(),
+    ] {
         let kept = reopen_after(image.path(), |wal| append(wal, &tail));
         assert_eq!(kept, Ok(WRITES), "tail {tail:?}");
     }

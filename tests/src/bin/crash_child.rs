@@ -9,7 +9,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use cyberid_engine::{Context, Input, IssueRequest, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry, ManualClock, RevocationChange, RevocationRecord, RevocationSet, Standing, Verdict, Verifier, VerifierConfig, WebNumber};
+use cyberid_engine::{
+    Context, Input, IssueRequest, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry, ManualClock,
+    RevocationChange, RevocationRecord, RevocationSet, Standing, Verdict, Verifier, VerifierConfig,
+    WebNumber,
+};
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 use cyberid_tests::{CRASH_CLOCK, CRASH_ISSUED_AT};
 

@@ -8,7 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use cyberid_engine::{CertificateId, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationSet, Standing, VerifierConfig, WebNumber};
+use cyberid_engine::{
+    CertificateId, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationSet, Standing,
+    VerifierConfig, WebNumber,
+};
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 use cyberid_tests::{CRASH_CLOCK, CRASH_ISSUED_AT};
 

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use cyberid_engine::{CertificateId, Error, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationChange, RevocationRecord, RevocationSet, Standing};
+use cyberid_engine::{
+    CertificateId, Error, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
+    RevocationRecord, RevocationSet, Standing,
+};
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 
 const NOW: u64 = 1_790_000_000;
