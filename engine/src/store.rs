@@ -91,6 +91,13 @@ pub trait RevocationSet: Send + Sync {
     /// Counts of what is held: suspended or revoked Web Numbers, revoked certificates, revoked
     /// keys.
     fn counts(&self) -> RevocationCounts;
+    /// Whether this set's view is known to be current, checked once per batch before any
+    /// verdict is answered `valid`. A set whose authoritative copy lives elsewhere (a cluster)
+    /// answers an error (retryable) when it cannot prove that its lookups reflect every
+    /// acknowledged revocation; a local set is always current.
+    fn check_current(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Sizes of a revocation set.

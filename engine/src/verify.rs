@@ -349,6 +349,9 @@ impl Verifier {
         if claims.is_empty() {
             return Ok(verdicts);
         }
+        // Before consuming anything: a revocation view that cannot prove itself current must not
+        // answer valid, and an error here consumes nothing.
+        self.revocations.check_current()?;
         let outcomes = self.nonces.consume_batch(&claims)?;
         if outcomes.len() != claims.len() {
             return Err(Error::Store {

@@ -579,6 +579,56 @@ fn store_failure_is_an_error_never_a_verdict() {
     assert_eq!(result.unwrap().reason(), Some(Reason::Malformed));
 }
 
+/// A revocation set that cannot prove its view current, as a cluster-fed one cut off from its
+/// cluster.
+struct StaleRevocations(MemoryRevocationSet);
+
+impl RevocationSet for StaleRevocations {
+    fn standing(&self, web_number: &WebNumber) -> Standing {
+        self.0.standing(web_number)
+    }
+    fn certificate_revoked(&self, certificate_id: &CertificateId) -> bool {
+        self.0.certificate_revoked(certificate_id)
+    }
+    fn key_revoked(&self, key_id: &KeyId) -> bool {
+        self.0.key_revoked(key_id)
+    }
+    fn apply_batch(&self, records: &[RevocationRecord]) -> Result<u64, Error> {
+        self.0.apply_batch(records)
+    }
+    fn history(&self, after: u64, limit: usize) -> Result<Vec<(u64, RevocationRecord)>, Error> {
+        self.0.history(after, limit)
+    }
+    fn counts(&self) -> RevocationCounts {
+        self.0.counts()
+    }
+    fn check_current(&self) -> Result<(), Error> {
+        Err(Error::Store {
+            context: "revocation view",
+            detail: "not proven current".into(),
+        })
+    }
+}
+
+#[test]
+fn a_revocation_view_not_proven_current_answers_no_valid_and_consumes_nothing() {
+    let keys = Arc::new(KeyRegistry::new());
+    keys.insert(issuer().key().public_key().clone()).unwrap();
+    let nonces = Arc::new(MemoryNonceStore::new(NOW - 100));
+    let verifier = Verifier::new(
+        keys,
+        Arc::new(StaleRevocations(MemoryRevocationSet::new())),
+        nonces.clone(),
+        VerifierConfig::default(),
+    );
+    let certificate = issuer().issue(&request(), NOW).unwrap();
+    let error = verifier
+        .verify(Input::Binary(certificate.as_bytes()), &context(NOW))
+        .unwrap_err();
+    assert_eq!(error.fault(), Fault::Retry);
+    assert_eq!(nonces.live_nonces(), 0, "nothing consumed");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
