@@ -128,7 +128,7 @@ fn the_documented_reason_codes_are_the_engines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_answers_as_documented() {
     let doc = document();
-    let mut node = Node::start(|_| {}).await;
+    let mut node = Node::start(|config| config.issue_endpoint = true).await;
     let mut client = node.client().await;
     let holder = WebNumber::generate().unwrap();
     let key_id = node.prepared.issuer.key().key_id().to_string();
