@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cyberid_engine::{
-    Clock, DurableStore, Issuer, KeyRegistry, NonceStore, Pipeline, RevocationSet, SystemClock,
-    Verifier,
+    Clock, DurableStore, Issuer, KeyId, KeyRegistry, NonceStore, Pipeline, RevocationSet,
+    SystemClock, Verifier,
 };
 
 use crate::credentials::Credentials;
@@ -159,6 +159,11 @@ impl App {
 
     pub(crate) fn issuer(&self) -> Option<Arc<Issuer>> {
         self.issuer.load_full()
+    }
+
+    /// Whether this node trusts an issuer key with this id (active or retired).
+    pub(crate) fn key_registered(&self, key_id: &KeyId) -> bool {
+        self.keys.get(key_id).is_some()
     }
 
     pub(crate) fn now(&self) -> u64 {

@@ -1,5 +1,7 @@
 //! The server over real HTTP on port 0, with a real RocksDB store in a temporary directory.
 
+mod contract;
+
 use cyberid::Client;
 use cyberid_engine::{Certificate, Clock, SystemClock, WebNumber};
 use cyberid_tests::node::{self, AUTHORITY, HISTORY_MARGIN, Node, READER, SHOP, verdict, verify};
