@@ -59,7 +59,7 @@ data="$work/data"
 api_key=$("$bin/cyberid" platform add bench.example --scope verify --scope issue --rate-limit 0 \
     --data-dir "$data" 2>/dev/null)
 
-"${pin_node[@]}" "$bin/cyberid" serve --data-dir "$data" --listen 127.0.0.1:0 --log warn "${node_threads[@]}" \
+"${pin_node[@]}" "$bin/cyberid" serve --data-dir "$data" --listen 127.0.0.1:0 --log warn --issue-endpoint "${node_threads[@]}" \
     >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 address=

@@ -320,11 +320,16 @@ impl fmt::Debug for Certificate {
     }
 }
 
-/// The version a `WZ<digits>:` prefix declares, if the text has that shape.
+/// The version a `WZ<number>:` prefix declares, if the text has that shape: a decimal number
+/// of 1 to 9 digits without leading zeros. So `WZ2:` declares version 2, while `WZ01:` is no
+/// version prefix at all (malformed), not another spelling of `WZ1:`.
 fn text_version(text: &[u8]) -> Option<u32> {
     let rest = text.strip_prefix(b"WZ")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || digits > 9 || rest.get(digits) != Some(&b':') {
+        return None;
+    }
+    if digits > 1 && rest[0] == b'0' {
         return None;
     }
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
@@ -409,9 +414,16 @@ pub(crate) mod tests {
             Err(Error::UnsupportedVersion(2))
         );
         assert_eq!(
-            Certificate::from_text("WZ:").unwrap_err().code(),
-            "malformed"
+            Certificate::from_text("WZ10:whatever"),
+            Err(Error::UnsupportedVersion(10))
         );
+        for malformed in ["WZ:", "WZ01:whatever", "WZ02:whatever", "wz1:whatever"] {
+            assert_eq!(
+                Certificate::from_text(malformed).unwrap_err().code(),
+                "malformed",
+                "{malformed}"
+            );
+        }
         assert_eq!(
             Certificate::from_text("HC1:abc").unwrap_err().code(),
             "malformed"

@@ -63,3 +63,18 @@ mod tests {
         assert_eq!(RequestKey::from_u64(0), None);
     }
 }
+
+#[cfg(test)]
+mod vector {
+    use super::*;
+
+    /// The vector in docs/protocol.md §6.
+    #[test]
+    fn the_documented_request_key_vector() {
+        let shop: PlatformId = "shop.example".parse().unwrap();
+        let key = RequestKey::derive(&shop, b"login-42");
+        assert_eq!(format!("{:016x}", key.get()), DOCUMENTED);
+    }
+
+    const DOCUMENTED: &str = "62fc2929632f1270";
+}

@@ -270,25 +270,30 @@ impl RevocationMaps {
 }
 
 impl RevocationRecord {
-    /// Checks what an authority supplies with a revocation. Records are kept for authorities and
-    /// must stay small: the reason is 1 to 64 characters from A-Z a-z 0-9, space and
-    /// `- _ . : , / ( )`, without a leading or trailing space ([`Error::BadReason`]); the
-    /// authority is a credential name, 1 to 64 characters from A-Z a-z 0-9 `- _ . :`.
-    pub fn validate(&self) -> Result<(), Error> {
-        let reason = self.reason.as_bytes();
-        let reason_ok = (1..=64).contains(&reason.len())
-            && reason.first() != Some(&b' ')
-            && reason.last() != Some(&b' ')
-            && reason.iter().all(|b| {
+    /// Checks a reason alone, for callers that refuse a bad one before building the record:
+    /// 1 to 64 characters from A-Z a-z 0-9, space and `- _ . : , / ( )`, without a leading or
+    /// trailing space ([`Error::BadReason`]).
+    pub fn validate_reason(reason: &str) -> Result<(), Error> {
+        let bytes = reason.as_bytes();
+        let ok = (1..=64).contains(&bytes.len())
+            && bytes.first() != Some(&b' ')
+            && bytes.last() != Some(&b' ')
+            && bytes.iter().all(|b| {
                 b.is_ascii_alphanumeric()
                     || matches!(
                         b,
                         b' ' | b'-' | b'_' | b'.' | b':' | b',' | b'/' | b'(' | b')'
                     )
             });
-        if !reason_ok {
-            return Err(Error::BadReason);
-        }
+        if ok { Ok(()) } else { Err(Error::BadReason) }
+    }
+
+    /// Checks what an authority supplies with a revocation. Records are kept for authorities and
+    /// must stay small: the reason is 1 to 64 characters from A-Z a-z 0-9, space and
+    /// `- _ . : , / ( )`, without a leading or trailing space ([`Error::BadReason`]); the
+    /// authority is a credential name, 1 to 64 characters from A-Z a-z 0-9 `- _ . :`.
+    pub fn validate(&self) -> Result<(), Error> {
+        Self::validate_reason(&self.reason)?;
         let authority_ok = (1..=64).contains(&self.authority.len())
             && self
                 .authority

@@ -1,31 +1,39 @@
 //! The HTTP API: routing, authentication, limits, and the translation between JSON and the
 //! engine. No verification logic lives here. Every route is documented in `docs/openapi.yaml`.
+//!
+//! Platform routes (verify, issue) are here; administration is in [`admin`], request bodies and
+//! their validation in [`body`].
+
+mod admin;
+mod body;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cyberid_engine::{
-    Assurance, CertificateId, Claims, Context, Error as EngineError, Fault, IssueRequest, KeyId,
-    OwnedInput, PlatformId, RequestKey, RevocationChange, RevocationRecord, RevocationSet,
-    Standing, WebNumber,
+    Assurance, CertificateId, Context, Error as EngineError, Fault, IssueRequest, KeyId,
+    OwnedInput, PlatformId, RequestKey,
 };
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::app::{App, Readiness};
 use crate::credentials::{AuthError, Platform, Principal, Scope};
 
-/// A failed request: status, stable code, message. Messages never carry identity data.
+/// A failed request: status, stable code, message. Messages never carry identity data and never
+/// echo what the request sent: they name a field, a position or a rule.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// The `Allow` header of a 405 answer.
+    allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -35,6 +43,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -45,6 +54,22 @@ impl ApiError {
 
     fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    /// 405, with the `Allow` header RFC 9110 §15.5.6 requires.
+    fn method_not_allowed(allowed: &Method) -> Self {
+        let allow = if *allowed == Method::GET {
+            "GET"
+        } else {
+            "POST"
+        };
+        let mut error = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("this route accepts {allow} only"),
+        );
+        error.allow = Some(allow);
+        error
     }
 
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -85,13 +110,15 @@ impl ApiError {
             },
         };
         let mut response = json(self.status, &body);
+        let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
+            headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"cyberid\""),
             );
@@ -127,6 +154,35 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/revocations"),
 ];
 
+/// What a path names. Resolved before anything else, so a wrong method is answered 405 (with
+/// `Allow`) whoever asks.
+enum Target<'a> {
+    Healthz,
+    Readyz,
+    Metrics,
+    Verify,
+    Issue,
+    Admin(admin::Target<'a>),
+}
+
+impl<'a> Target<'a> {
+    /// The target, its label in metrics and the one method it accepts.
+    fn resolve(segments: &[&'a str]) -> Option<(Self, &'static str, Method)> {
+        Some(match segments {
+            ["healthz"] => (Target::Healthz, "healthz", Method::GET),
+            ["readyz"] => (Target::Readyz, "readyz", Method::GET),
+            ["metrics"] => (Target::Metrics, "metrics", Method::GET),
+            ["v1", "verify"] => (Target::Verify, "verify", Method::POST),
+            ["v1", "certificates"] => (Target::Issue, "issue", Method::POST),
+            ["v1", "admin", rest @ ..] => {
+                let (target, method) = admin::Target::resolve(rest)?;
+                (Target::Admin(target), "admin", method)
+            }
+            _ => return None,
+        })
+    }
+}
+
 /// Answers one request. Never fails: every error becomes a JSON error body.
 pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
@@ -147,34 +203,21 @@ pub(crate) async fn handle(app: Arc<App>, request: Request<Incoming>) -> Respons
 async fn route(app: &Arc<App>, request: Request<Incoming>) -> (&'static str, Answer) {
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = request.method().clone();
-    let only = |allowed: Method, route: &'static str| -> Option<(&'static str, Answer)> {
-        (method != allowed).then(|| {
-            (
-                route,
-                Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{path} accepts {allowed} only"),
-                )),
-            )
-        })
+    let Some((target, route, allowed)) = Target::resolve(&segments) else {
+        return ("unknown", Err(ApiError::not_found()));
     };
-    match segments.as_slice() {
-        ["healthz"] => only(Method::GET, "healthz").unwrap_or(("healthz", Ok(healthz()))),
-        ["readyz"] => only(Method::GET, "readyz").unwrap_or(("readyz", Ok(readyz(app)))),
-        ["metrics"] => only(Method::GET, "metrics").unwrap_or(("metrics", Ok(metrics(app)))),
-        ["v1", "verify"] => match only(Method::POST, "verify") {
-            Some(refused) => refused,
-            None => ("verify", verify(app, request).await),
-        },
-        ["v1", "certificates"] => match only(Method::POST, "issue") {
-            Some(refused) => refused,
-            None => ("issue", issue(app, request).await),
-        },
-        ["v1", "admin", rest @ ..] => ("admin", admin(app, request, rest).await),
-        _ => ("unknown", Err(ApiError::not_found())),
+    if *request.method() != allowed {
+        return (route, Err(ApiError::method_not_allowed(&allowed)));
     }
+    let answer = match target {
+        Target::Healthz => Ok(healthz()),
+        Target::Readyz => Ok(readyz(app)),
+        Target::Metrics => Ok(metrics(app)),
+        Target::Verify => verify(app, request).await,
+        Target::Issue => issue(app, request).await,
+        Target::Admin(target) => admin::handle(app, request, target).await,
+    };
+    (route, answer)
 }
 
 fn healthz() -> Response<Full<Bytes>> {
@@ -288,43 +331,6 @@ async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, ApiEr
     }
 }
 
-/// Parses a JSON object body. Only an object: serde would also read a struct from an array.
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::bad_request(
-            "malformed_json",
-            "the body must be a JSON object",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|error| {
-        // serde_json's message names the field and position, never echoes a value.
-        ApiError::bad_request(
-            "malformed_json",
-            format!("the JSON body is not valid: {error}"),
-        )
-    })
-}
-
-/// The request key of a verification that names itself with `Idempotency-Key` (1 to 64
-/// visible ASCII characters): a retry with the same key, from the same platform, of a request
-/// whose answer was lost is answered as the first time, never `replayed`.
-fn idempotency_key(
-    headers: &hyper::HeaderMap,
-    platform: &PlatformId,
-) -> Result<Option<RequestKey>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.as_bytes();
-    if !(1..=64).contains(&key.len()) || !key.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::bad_request(
-            "bad_idempotency_key",
-            "Idempotency-Key is 1 to 64 visible ASCII characters",
-        ));
-    }
-    Ok(Some(RequestKey::derive(platform, key)))
-}
-
 fn content_type(request: &Request<Incoming>) -> String {
     request
         .headers()
@@ -341,42 +347,56 @@ fn content_type(request: &Request<Incoming>) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyBody {
-    certificate: String,
+/// The request key of a verification that names itself with `Idempotency-Key` (1 to 64
+/// visible ASCII characters): a retry with the same key, from the same platform, of a request
+/// whose answer was lost is answered as the first time, never `replayed`.
+fn idempotency_key(
+    headers: &hyper::HeaderMap,
+    platform: &PlatformId,
+) -> Result<Option<RequestKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.as_bytes();
+    if !(1..=64).contains(&key.len()) || !key.iter().all(u8::is_ascii_graphic) {
+        return Err(ApiError::bad_request(
+            "bad_idempotency_key",
+            "Idempotency-Key is 1 to 64 visible ASCII characters",
+        ));
+    }
+    Ok(Some(RequestKey::derive(platform, key)))
 }
 
 async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
     let platform = platform_with(app, &request, Scope::Verify)?;
     let engine = app.engine()?;
     let kind = content_type(&request);
-    let headers = request.headers().clone();
+    let request_key = idempotency_key(request.headers(), &platform.id)?;
     let body = read_body(app, request).await?;
     let input = match kind.as_str() {
         "application/octet-stream" => OwnedInput::Binary(body.to_vec()),
+        // Only the body's surrounding ASCII whitespace goes (QR scanners end a scan with CR LF):
+        // a certificate's text begins with `WZ1:` and ends with a digit, so no certificate
+        // character is lost, and the text itself is then decoded strictly.
         "text/plain" => OwnedInput::Text(
             std::str::from_utf8(&body)
                 .map_err(|_| ApiError::bad_request("malformed_text", "the body is not UTF-8"))?
-                .trim()
+                .trim_ascii()
                 .to_owned(),
         ),
-        "application/json" | "" => OwnedInput::Text(parse_json::<VerifyBody>(&body)?.certificate),
-        other => {
+        "application/json" | "" => OwnedInput::Text(body::verify(&body)?),
+        _ => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!(
-                    "{other} is not accepted; send application/json, text/plain or \
-                     application/octet-stream"
-                ),
+                "send application/json, text/plain or application/octet-stream",
             ));
         }
     };
     let context = Context {
         platform: Some(platform.id),
         now: app.now(),
-        request: idempotency_key(&headers, &platform.id)?,
+        request: request_key,
     };
     let pending = engine
         .pipeline
@@ -388,20 +408,6 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
         .map_err(|error| ApiError::engine(&error, app.config.retry_after_s))?;
     app.metrics.verdict(&verdict);
     Ok(json(StatusCode::OK, &verdict))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IssueBody {
-    web_number: WebNumber,
-    #[serde(default)]
-    assurance: Option<Assurance>,
-    #[serde(default)]
-    claims: Claims,
-    #[serde(default)]
-    audience: Option<PlatformId>,
-    #[serde(default)]
-    lifetime: Option<u16>,
 }
 
 #[derive(Serialize)]
@@ -418,7 +424,7 @@ async fn issue(app: &Arc<App>, request: Request<Incoming>) -> Answer {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "issue_disabled",
-            "this node does not issue certificates",
+            "this node is not a trusted issuer: its issue endpoint is off",
         ));
     }
     platform_with(app, &request, Scope::Issue)?;
@@ -428,9 +434,10 @@ async fn issue(app: &Arc<App>, request: Request<Incoming>) -> Answer {
             "no_issuing_key",
             "this node has no issuing key; `cyberid key generate` makes one",
         )
+        .retry_after(app.config.retry_after_s)
     })?;
     let body = read_body(app, request).await?;
-    let body: IssueBody = parse_json(&body)?;
+    let body = body::issue(&body, app.config.max_lifetime_s)?;
     let issue_request = IssueRequest {
         web_number: body.web_number,
         assurance: body.assurance.unwrap_or(Assurance::Substantial),
@@ -454,165 +461,12 @@ async fn issue(app: &Arc<App>, request: Request<Incoming>) -> Answer {
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeBody {
-    reason: String,
-}
-
-#[derive(Serialize)]
-struct Applied {
-    sequence: u64,
-}
-
-#[derive(Serialize)]
-struct HistoryEntry {
-    sequence: u64,
-    #[serde(flatten)]
-    record: RevocationRecord,
-}
-
-#[derive(Serialize)]
-struct History {
-    revocations: Vec<HistoryEntry>,
-    /// Pass as `after` to read on; equal to the request's `after` when nothing is newer.
-    next_after: u64,
-}
-
-const HISTORY_MAX_LIMIT: usize = 1000;
-
-async fn admin(app: &Arc<App>, request: Request<Incoming>, path: &[&str]) -> Answer {
-    let authority = match authenticate(app, &request)? {
-        Principal::Authority(authority) => authority,
-        Principal::Platform(_) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "administration needs an authority key, never a platform's",
-            ));
-        }
-    };
-    let engine = app.engine()?;
-    let method = request.method().clone();
-    if let ["revocations"] = path {
-        if method != Method::GET {
-            return Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "revocations accepts GET only",
-            ));
-        }
-        let (after, limit) = history_query(request.uri().query())?;
-        let store = engine.store.clone();
-        let entries = tokio::task::spawn_blocking(move || store.history(after, limit))
-            .await
-            .map_err(|_| internal())?
-            .map_err(|error| ApiError::engine(&error, app.config.retry_after_s))?;
-        let next_after = entries.last().map_or(after, |(sequence, _)| *sequence);
-        let revocations = entries
-            .into_iter()
-            .map(|(sequence, record)| HistoryEntry { sequence, record })
-            .collect();
-        return Ok(json(
-            StatusCode::OK,
-            &History {
-                revocations,
-                next_after,
-            },
-        ));
-    }
-    let change = match path {
-        ["web-numbers", number, action] => {
-            let standing = match *action {
-                "suspend" => Standing::Suspended,
-                "revoke" => Standing::Revoked,
-                "reinstate" => Standing::Active,
-                _ => return Err(ApiError::not_found()),
-            };
-            RevocationChange::WebNumber {
-                web_number: number.parse().map_err(path_error)?,
-                standing,
-            }
-        }
-        ["certificates", id, "revoke"] => RevocationChange::Certificate {
-            certificate_id: id.parse().map_err(path_error)?,
-        },
-        ["keys", id, "revoke"] => RevocationChange::IssuerKey {
-            key_id: id.parse().map_err(path_error)?,
-        },
-        _ => return Err(ApiError::not_found()),
-    };
-    if method != Method::POST {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "administrative actions accept POST only",
-        ));
-    }
-    let body = read_body(app, request).await?;
-    let body: RevokeBody = parse_json(&body)?;
-    let record = RevocationRecord {
-        change,
-        reason: body.reason,
-        authority: authority.to_string(),
-        at: app.now(),
-    };
-    let target = match record.change {
-        RevocationChange::WebNumber { .. } => "web_number",
-        RevocationChange::Certificate { .. } => "certificate",
-        RevocationChange::IssuerKey { .. } => "issuer_key",
-    };
-    let store = engine.store.clone();
-    // A synced write: off the async workers.
-    let sequence = tokio::task::spawn_blocking(move || store.apply(record))
-        .await
-        .map_err(|_| internal())?
-        .map_err(|error| ApiError::engine(&error, app.config.retry_after_s))?;
-    // The audit line names the authority and the kind of target, never the holder.
-    tracing::info!(authority = %authority, target, sequence, "revocation applied");
-    Ok(json(StatusCode::OK, &Applied { sequence }))
-}
-
-fn path_error(error: EngineError) -> ApiError {
-    ApiError::bad_request(error.code(), error.to_string())
-}
-
 fn internal() -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
         "the request could not be completed",
     )
-}
-
-fn history_query(query: Option<&str>) -> Result<(u64, usize), ApiError> {
-    let mut after = 0;
-    let mut limit = 100;
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let bad = || ApiError::bad_request("bad_query", format!("{key} must be a number"));
-        match key {
-            "after" => after = value.parse().map_err(|_| bad())?,
-            "limit" => limit = value.parse().map_err(|_| bad())?,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "bad_query",
-                    format!("unknown query parameter {key}"),
-                ));
-            }
-        }
-    }
-    if !(1..=HISTORY_MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            format!("limit must be between 1 and {HISTORY_MAX_LIMIT}"),
-        ));
-    }
-    Ok((after, limit))
 }
 
 impl App {
@@ -635,25 +489,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn history_queries_are_bounded() {
-        assert_eq!(history_query(None).unwrap(), (0, 100));
-        assert_eq!(history_query(Some("after=7&limit=3")).unwrap(), (7, 3));
-        for bad in ["limit=0", "limit=1001", "after=x", "since=3"] {
-            assert_eq!(
-                history_query(Some(bad)).unwrap_err().code,
-                "bad_query",
-                "{bad}"
-            );
+    fn every_route_resolves_to_its_one_method() {
+        for (method, template) in ROUTES {
+            let path = template
+                .replace("{web_number}", "7K3MQ9XZ2P")
+                .replace("{action}", "suspend")
+                .replace("{certificate_id}", "00112233445566778899aabbccddeeff")
+                .replace("{key_id}", "0011223344556677");
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let (_, _, allowed) = Target::resolve(&segments).expect(template);
+            assert_eq!(allowed.as_str(), *method, "{template}");
+        }
+        for unknown in [
+            "/",
+            "/v1",
+            "/v1/admin/web-numbers/7K3MQ9XZ2P/delete",
+            "/v2/verify",
+        ] {
+            let segments: Vec<&str> = unknown.trim_start_matches('/').split('/').collect();
+            assert!(Target::resolve(&segments).is_none(), "{unknown}");
         }
     }
 
-    proptest::proptest! {
-        #[test]
-        fn any_query_is_parsed_or_refused_within_bounds(query in ".{0,64}") {
-            if let Ok((_, limit)) = history_query(Some(&query)) {
-                proptest::prop_assert!((1..=HISTORY_MAX_LIMIT).contains(&limit));
-            }
-        }
+    #[test]
+    fn a_405_names_the_allowed_method() {
+        let response = ApiError::method_not_allowed(&Method::POST).into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "POST");
+        let response = ApiError::method_not_allowed(&Method::GET).into_response();
+        assert_eq!(response.headers()[header::ALLOW], "GET");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cyberid_engine::{
-    Clock, Issuer, KeyRegistry, NonceStore, Pipeline, RevocationSet, SystemClock, Verifier,
+    Clock, Issuer, KeyId, KeyRegistry, NonceStore, Pipeline, RevocationSet, SystemClock, Verifier,
 };
 use cyberid_store_rocksdb::DurableStore;
 
@@ -159,6 +159,11 @@ impl App {
 
     pub(crate) fn issuer(&self) -> Option<Arc<Issuer>> {
         self.issuer.load_full()
+    }
+
+    /// Whether this node trusts an issuer key with this id (active or retired).
+    pub(crate) fn key_registered(&self, key_id: &KeyId) -> bool {
+        self.keys.get(key_id).is_some()
     }
 
     pub(crate) fn now(&self) -> u64 {

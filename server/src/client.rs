@@ -50,22 +50,39 @@ impl Client {
         api_key: Option<&str>,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), Error> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("host", "cyberid-demo");
-        if let Some(api_key) = api_key {
-            request = request.header("authorization", format!("Bearer {api_key}"));
+        let authorization = api_key.map(|api_key| format!("Bearer {api_key}"));
+        let mut headers = Vec::new();
+        if let Some(authorization) = &authorization {
+            headers.push(("authorization", authorization.as_str()));
         }
         let body = match body {
             Some(body) => {
-                request = request.header("content-type", "application/json");
+                headers.push(("content-type", "application/json"));
                 Bytes::from(body.to_string())
             }
             None => Bytes::new(),
         };
+        self.send(method, path, &headers, body).await
+    }
+
+    /// Sends a request with exactly these headers (besides `host`) and body bytes; the status
+    /// and the body, as [`call`](Self::call) reads it.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<(StatusCode, Value), Error> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("host", "cyberid-demo");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let request = request
-            .body(Full::new(body))
+            .body(Full::new(body.into()))
             .map_err(|error| Error::Http(format!("build request: {error}")))?;
         // The connection takes the next request only once it has finished the last one.
         self.sender

@@ -25,7 +25,8 @@ pub enum LogFormat {
 }
 
 macro_rules! settings {
-    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr, env $env:literal; )+) => {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr, env $env:literal
+        $(, arg($($arg:tt)*))?; )+) => {
         /// Every setting of `cyberid serve`, with its default.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(default, deny_unknown_fields)]
@@ -50,7 +51,7 @@ macro_rules! settings {
             pub config: Option<PathBuf>,
             $(
                 $(#[doc = $doc])+
-                #[arg(long, env = $env)]
+                #[arg(long, env = $env $(, $($arg)*)?)]
                 pub $name: Option<$ty>,
             )+
         }
@@ -69,9 +70,12 @@ settings! {
     data_dir: PathBuf = PathBuf::from("cyberid-data"), env "CYBERID_DATA_DIR";
     /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:8080]
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "CYBERID_LISTEN";
-    /// Serve POST /v1/certificates (issuing with this node's issuing key) to platforms with the
-    /// issue scope. [default: true]
-    issue_endpoint: bool = true, env "CYBERID_ISSUE_ENDPOINT";
+    /// Make this node a trusted issuer: serve POST /v1/certificates, which signs certificates
+    /// for any Web Number with this node's issuing key, to platforms with the issue scope. Off,
+    /// the route answers 404 issue_disabled. `--issue-endpoint` alone means true.
+    /// [default: false]
+    issue_endpoint: bool = false, env "CYBERID_ISSUE_ENDPOINT",
+        arg(num_args = 0..=1, default_missing_value = "true");
     /// Largest request body accepted, bytes; larger ones get 413. [default: 8192]
     max_body_bytes: usize = 8192, env "CYBERID_MAX_BODY_BYTES";
     /// Most simultaneous client connections; more wait in the listen backlog. [default: 10000]
@@ -260,6 +264,25 @@ mod tests {
         assert_eq!(config.queue_capacity, 100);
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn the_issue_endpoint_is_off_unless_named() {
+        assert!(!ServeConfig::default().issue_endpoint);
+        let resolve = |args: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("cyberid").chain(args.iter().copied()))
+                .unwrap();
+            ServeConfig::resolve(&cli.serve).unwrap().issue_endpoint
+        };
+        assert!(!resolve(&[]));
+        assert!(resolve(&["--issue-endpoint"]));
+        assert!(resolve(&["--issue-endpoint", "true"]));
+        assert!(resolve(&["--issue-endpoint=true"]));
+        assert!(!resolve(&["--issue-endpoint", "false"]));
+        let temp = tempfile::tempdir().unwrap();
+        let file = temp.path().join("cyberid.toml");
+        std::fs::write(&file, "issue_endpoint = true\n").unwrap();
+        assert!(ServeConfig::from_file(&file).unwrap().issue_endpoint);
     }
 
     #[test]

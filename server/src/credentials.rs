@@ -131,6 +131,14 @@ fn parse_api_key(api_key: &str) -> Option<(&'static str, [u8; KEY_ID_LEN])> {
     Some((prefix, decode_id(id)?))
 }
 
+/// The token of a `Bearer` credential: `credentials = auth-scheme [ 1*SP token68 ]` (RFC 9110
+/// §11.4), where the scheme is case-insensitive (§11.1), so `bearer` and `BEARER` are accepted.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim_matches(|c: char| c == ' ' || c == '\t');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// A freshly made API key: shown once, stored only as a hash.
 #[derive(Debug)]
 pub(crate) struct NewKey {
@@ -220,10 +228,7 @@ impl Credentials {
     ) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let header = std::str::from_utf8(header).map_err(|_| AuthError::Unknown)?;
-        let api_key = header
-            .strip_prefix("Bearer ")
-            .ok_or(AuthError::Unknown)?
-            .trim();
+        let api_key = bearer_token(header).ok_or(AuthError::Unknown)?;
         let (prefix, id) = parse_api_key(api_key).ok_or(AuthError::Unknown)?;
         let (principal, stored) = self.by_key_id.get(&id).ok_or(AuthError::Unknown)?;
         let presented = hash_key(&self.secret, api_key);
@@ -411,6 +416,36 @@ mod tests {
         {
             Principal::Authority(id) => assert_eq!(&*id, "ops"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        let (_temp, dir) = fixture();
+        let key = add_platform(&dir, &"a".parse().unwrap(), &[Scope::Verify], None, 1).unwrap();
+        let credentials = Credentials::load(&dir, 0).unwrap();
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            for header in [format!("{scheme} {key}"), format!("{scheme}   {key} ")] {
+                assert!(
+                    credentials.authenticate(Some(header.as_bytes())).is_ok(),
+                    "{header}"
+                );
+            }
+        }
+        for header in [
+            format!("Bearer{key}"),
+            format!("Bearers {key}"),
+            format!("Bear {key}"),
+            "Bearer ".to_owned(),
+            "bearer".to_owned(),
+        ] {
+            assert_eq!(
+                credentials
+                    .authenticate(Some(header.as_bytes()))
+                    .unwrap_err(),
+                AuthError::Unknown,
+                "{header}"
+            );
         }
     }
 

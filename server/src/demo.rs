@@ -269,6 +269,8 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     let config = ServeConfig {
         data_dir: root.clone(),
         listen: args.listen,
+        // The demo node is its own trusted issuer: it issues the certificates it then verifies.
+        issue_endpoint: true,
         ..ServeConfig::default()
     };
     // The issuer key was made just now, so none of its certificates can have been used before

@@ -50,24 +50,59 @@ pub fn openssl(dir: &Path, args: &[&str]) -> bool {
     output.status.success()
 }
 
-/// One test vector from `docs/protocol.md`.
+/// One test vector from `docs/protocol.md` §8: the verifier state it assumes, the call, the
+/// certificate in one or both forms, and the verdict.
 #[derive(Debug, Clone, Default)]
 pub struct Vector {
     /// Its name.
     pub name: String,
+    /// What it shows.
+    pub note: String,
+    /// Registered issuer keys: `<key id> active` or `<key id> retired-at <unix>`, comma-separated.
+    pub keys: String,
+    /// The revocation set: `none`, or `web-number <N> suspended|revoked`, `certificate <id>`,
+    /// `key <id>`, semicolon-separated.
+    pub revoked: String,
+    /// Certificate ids already consumed: `none` or comma-separated.
+    pub consumed: String,
+    /// When the nonce store's history begins, Unix seconds.
+    pub history_begins: u64,
+    /// The verifier's clock skew, seconds.
+    pub skew: u64,
+    /// The verifier's longest accepted lifetime, seconds.
+    pub max_lifetime: u16,
     /// The calling platform.
     pub platform: String,
     /// The verifier's clock.
     pub now: u64,
-    /// The binary form.
-    pub bytes: Vec<u8>,
+    /// The binary form, if given.
+    pub bytes: Option<Vec<u8>>,
     /// The text form, if given.
     pub text: Option<String>,
-    /// The expected verdict line.
+    /// The expected verdict line, for either form.
     pub verdict: String,
 }
 
-/// Reads every `vector:` block from a markdown document, and the first SPKI PEM.
+/// The fields every vector states, in order.
+const VECTOR_FIELDS: [&str; 13] = [
+    "vector",
+    "note",
+    "keys",
+    "revoked",
+    "consumed",
+    "history-begins",
+    "skew",
+    "max-lifetime",
+    "platform",
+    "now",
+    "hex",
+    "text",
+    "verdict",
+];
+
+/// Reads every vector block (a fenced block whose first line is `vector:`) from a markdown
+/// document, and the first SPKI PEM. Strict: a field out of order, unknown or missing panics, so
+/// the document cannot say more or less than the test checks.
 pub fn parse_vectors(markdown: &str) -> (String, Vec<Vector>) {
     let pem_start = markdown
         .find("-----BEGIN PUBLIC KEY-----")
@@ -82,36 +117,84 @@ pub fn parse_vectors(markdown: &str) -> (String, Vec<Vector>) {
     );
 
     let mut vectors = Vec::new();
-    let mut current: Option<Vector> = None;
+    let mut block: Option<Vec<(&str, &str)>> = None;
     for line in markdown.lines() {
-        let Some((key, value)) = line.split_once(':') else {
+        if block.is_none() && line.starts_with("vector:") {
+            block = Some(Vec::new());
+        }
+        let Some(lines) = block.as_mut() else {
             continue;
         };
-        let value = value.trim();
+        if line == "```" {
+            vectors.push(vector(lines));
+            block = None;
+            continue;
+        }
+        let (key, value) = line.split_once(':').expect("a vector line is key: value");
+        lines.push((key, value.trim()));
+    }
+    assert!(block.is_none(), "an unterminated vector block");
+    (pem, vectors)
+}
+
+fn vector(lines: &[(&str, &str)]) -> Vector {
+    let mut vector = Vector::default();
+    let mut expected = VECTOR_FIELDS.iter();
+    for &(key, value) in lines {
+        // hex and text are each optional; every other field is required, in order.
+        let next = expected
+            .by_ref()
+            .find(|field| **field == key || !["hex", "text"].contains(*field))
+            .unwrap_or_else(|| panic!("{}: field {key} out of order", vector.name));
+        assert_eq!(*next, key, "{}: field {next} missing", vector.name);
+        let number = || value.parse::<u64>().expect("a number");
         match key {
-            "vector" => {
-                vectors.extend(current.take());
-                current = Some(Vector {
-                    name: value.into(),
-                    ..Vector::default()
-                });
+            "vector" => vector.name = value.into(),
+            "note" => vector.note = value.into(),
+            "keys" => vector.keys = value.into(),
+            "revoked" => vector.revoked = value.into(),
+            "consumed" => vector.consumed = value.into(),
+            "history-begins" => vector.history_begins = number(),
+            "skew" => vector.skew = number(),
+            "max-lifetime" => vector.max_lifetime = value.parse().expect("a lifetime"),
+            "platform" => vector.platform = value.into(),
+            "now" => vector.now = number(),
+            "hex" => vector.bytes = Some(hex::decode(value).expect("hex")),
+            "text" => {
+                let quoted = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+                vector.text = Some(quoted.expect("text is quoted").into());
             }
-            "platform" | "now" | "hex" | "text" | "verdict" => {
-                let vector = current.as_mut().expect("a field outside a vector block");
-                match key {
-                    "platform" => vector.platform = value.into(),
-                    "now" => vector.now = value.parse().expect("now is a number"),
-                    "hex" => vector.bytes = hex::decode(value).expect("hex"),
-                    "text" => {
-                        let quoted = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
-                        vector.text = Some(quoted.expect("text is quoted").into());
-                    }
-                    _ => vector.verdict = value.into(),
-                }
-            }
-            _ => {}
+            _ => vector.verdict = value.into(),
         }
     }
-    vectors.extend(current);
-    (pem, vectors)
+    assert!(!vector.verdict.is_empty(), "{}: no verdict", vector.name);
+    assert!(
+        vector.bytes.is_some() || vector.text.is_some(),
+        "{}: neither hex nor text",
+        vector.name
+    );
+    vector
+}
+
+/// Strict base45 (RFC 9285), written apart from the engine's: a second reading of the text
+/// form. `None` for a character outside the alphabet, a group above its maximum or a length
+/// no byte string encodes to.
+pub fn base45_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
+    let digits: Vec<u32> = text
+        .chars()
+        .map(|c| ALPHABET.find(c).map(|i| i as u32))
+        .collect::<Option<_>>()?;
+    let mut bytes = Vec::new();
+    for group in digits.chunks(3) {
+        match *group {
+            [c, d, e] => {
+                let value = u16::try_from(c + d * 45 + e * 2025).ok()?;
+                bytes.extend_from_slice(&value.to_be_bytes());
+            }
+            [c, d] => bytes.push(u8::try_from(c + d * 45).ok()?),
+            _ => return None,
+        }
+    }
+    Some(bytes)
 }

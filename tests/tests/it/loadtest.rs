@@ -107,7 +107,7 @@ async fn closed_loop_with_every_kind_gets_every_verdict_and_a_full_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_on_certificates_from_the_issue_endpoint_keeps_its_rate() {
-    let mut node = Node::start(|_| {}).await;
+    let mut node = Node::start(|config| config.issue_endpoint = true).await;
     let mut config = config(
         &node,
         Source::IssueEndpoint {

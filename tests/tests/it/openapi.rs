@@ -128,7 +128,7 @@ fn the_documented_reason_codes_are_the_engines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_answers_as_documented() {
     let doc = document();
-    let mut node = Node::start(|_| {}).await;
+    let mut node = Node::start(|config| config.issue_endpoint = true).await;
     let mut client = node.client().await;
     let holder = WebNumber::generate().unwrap();
     let key_id = node.prepared.issuer.key().key_id().to_string();
@@ -205,5 +205,141 @@ async fn every_operation_answers_as_documented() {
         }
     }
     assert!(checked >= 2 * cyberid::ROUTES.len() - 2);
+    node.shutdown().await;
+}
+
+#[test]
+fn the_verdict_discriminator_maps_each_value_to_its_schema() {
+    let doc = document();
+    let verdict = &doc["components"]["schemas"]["Verdict"];
+    let mapping = verdict["discriminator"]["mapping"].as_object().unwrap();
+    assert_eq!(verdict["discriminator"]["propertyName"], "verdict");
+    assert_eq!(mapping.len(), 2);
+    for (value, reference) in mapping {
+        let reference = json!({ "$ref": reference });
+        let schema = resolve(&doc, &reference);
+        assert_eq!(
+            schema["properties"]["verdict"]["const"], *value,
+            "{reference}"
+        );
+    }
+}
+
+#[test]
+fn every_error_code_the_server_answers_is_documented() {
+    let text = std::fs::read_to_string(workspace_root().join("docs/openapi.yaml")).unwrap();
+    for code in [
+        "unauthenticated",
+        "forbidden",
+        "not_found",
+        "method_not_allowed",
+        "malformed_json",
+        "malformed_text",
+        "body_unreadable",
+        "body_too_large",
+        "body_timeout",
+        "unsupported_media_type",
+        "rate_limited",
+        "bad_query",
+        "bad_reason",
+        "web_number_length",
+        "web_number_character",
+        "platform_id",
+        "lifetime",
+        "certificate_id",
+        "key_id",
+        "unknown_key",
+        "issue_disabled",
+        "revocation_final",
+        "no_issuing_key",
+        "overloaded",
+        "bad_idempotency_key",
+        "nonce_store_full",
+        "store",
+        "store_opening",
+        "store_failed",
+        "store_poisoned",
+        "shutting_down",
+    ] {
+        let word = |(at, _): &(usize, &str)| {
+            let identifier = |c: char| c.is_ascii_lowercase() || c == '_';
+            !text[..*at].ends_with(identifier) && !text[at + code.len()..].starts_with(identifier)
+        };
+        assert!(
+            text.match_indices(code).any(|found| word(&found)),
+            "{code} is not documented"
+        );
+    }
+}
+
+/// The maximum of a schema in the document, at a JSON pointer.
+fn maximum(doc: &Value, pointer: &str) -> u64 {
+    doc.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no maximum at {pointer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_bounds_are_the_servers() {
+    let doc = document();
+    let mut node = Node::start(|config| config.issue_endpoint = true).await;
+    let mut client = node.client().await;
+    let shop = node.prepared.shop_key.clone();
+    let authority = node.prepared.authority_key.clone();
+
+    let lifetime = maximum(
+        &doc,
+        "/components/schemas/IssueRequest/properties/lifetime/maximum",
+    );
+    for (value, expected) in [(lifetime, 201), (lifetime + 1, 400)] {
+        let body = json!({ "web_number": WebNumber::generate().unwrap(), "lifetime": value });
+        let (status, answer) = client
+            .call(Method::POST, "/v1/certificates", Some(&shop), Some(body))
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), expected, "lifetime {value}: {answer}");
+    }
+
+    let parameters = doc["paths"]["/v1/admin/revocations"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let bound = |name: &str| {
+        let parameter = parameters.iter().find(|p| p["name"] == name).unwrap();
+        parameter["schema"]["maximum"].as_u64().unwrap()
+    };
+    let after = bound("after");
+    assert_eq!(after, u64::MAX);
+    let limit = bound("limit");
+    for (query, expected) in [
+        (format!("after={after}&limit={limit}"), 200),
+        (format!("after={}0", after), 400),
+        (format!("limit={}", limit + 1), 400),
+    ] {
+        let (status, answer) = client
+            .call(
+                Method::GET,
+                &format!("/v1/admin/revocations?{query}"),
+                Some(&authority),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), expected, "{query}: {answer}");
+    }
+
+    let reason = &doc["components"]["schemas"]["RevokeRequest"]["properties"]["reason"];
+    let longest = reason["maxLength"].as_u64().unwrap() as usize;
+    let path = format!(
+        "/v1/admin/web-numbers/{}/suspend",
+        WebNumber::generate().unwrap()
+    );
+    for (length, expected) in [(longest, 200), (longest + 1, 400)] {
+        let body = json!({ "reason": "r".repeat(length) });
+        let (status, answer) = client
+            .call(Method::POST, &path, Some(&authority), Some(body))
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), expected, "reason of {length}: {answer}");
+    }
     node.shutdown().await;
 }
