@@ -100,7 +100,8 @@ macro_rules! contract_tests {
     };
 }
 
-fn claim(n: u8, expires_at: u64) -> NonceClaim {
+/// Certificate `n`'s claim, expiring at `expires_at`, retained 30 s past it, with no request key.
+pub fn claim(n: u8, expires_at: u64) -> NonceClaim {
     NonceClaim {
         certificate_id: CertificateId::from_bytes([n; 16]),
         usable_from: NOW,
@@ -110,7 +111,8 @@ fn claim(n: u8, expires_at: u64) -> NonceClaim {
     }
 }
 
-fn record(change: RevocationChange) -> RevocationRecord {
+/// An authority's record of `change`.
+pub fn record(change: RevocationChange) -> RevocationRecord {
     RevocationRecord {
         change,
         reason: "stolen-device".into(),
@@ -119,7 +121,8 @@ fn record(change: RevocationChange) -> RevocationRecord {
     }
 }
 
-fn web_number(text: &str) -> WebNumber {
+/// A Web Number from its text.
+pub fn web_number(text: &str) -> WebNumber {
     text.parse().unwrap()
 }
 

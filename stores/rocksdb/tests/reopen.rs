@@ -4,36 +4,12 @@
 
 use std::sync::Arc;
 
+use cyberid_engine::contract::{NOW, claim, record, web_number};
 use cyberid_engine::{
-    CertificateId, Error, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
-    RevocationRecord, RevocationSet, Standing, WebNumber,
+    CertificateId, Error, ManualClock, NonceOutcome, NonceStore, RevocationChange, RevocationSet,
+    Standing,
 };
 use cyberid_store_rocksdb::{DurableStore, STORE_FORMAT_VERSION, StoreOptions};
-
-const NOW: u64 = 1_790_000_000;
-
-fn claim(n: u8, expires_at: u64) -> NonceClaim {
-    NonceClaim {
-        certificate_id: CertificateId::from_bytes([n; 16]),
-        usable_from: NOW,
-        expires_at,
-        retain_until: expires_at + 30,
-        request: None,
-    }
-}
-
-fn record(change: RevocationChange) -> RevocationRecord {
-    RevocationRecord {
-        change,
-        reason: "stolen-device".into(),
-        authority: "mps:110000".into(),
-        at: NOW,
-    }
-}
-
-fn web_number(text: &str) -> WebNumber {
-    text.parse().unwrap()
-}
 
 fn open(dir: &std::path::Path, now: u64) -> Result<DurableStore, Error> {
     DurableStore::open(
