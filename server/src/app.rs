@@ -5,14 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use cyberid_engine::{
-    Clock, Issuer, KeyId, KeyRegistry, NonceStore, Pipeline, RevocationSet, SystemClock, Verifier,
-};
-use cyberid_store_rocksdb::DurableStore;
+use cyberid_engine::{Clock, Issuer, KeyId, KeyRegistry, Pipeline, SystemClock, Verifier};
 
 use crate::credentials::Credentials;
 use crate::datadir::{DataDir, LoadedKey};
 use crate::metrics::{Metrics, Sizes};
+use crate::store::{self, NodeStore};
 use crate::{Error, ServeConfig};
 
 /// The engine of a node whose store is open. Field order is drop order: the pipeline answers
@@ -20,7 +18,7 @@ use crate::{Error, ServeConfig};
 #[derive(Debug)]
 pub(crate) struct Engine {
     pub(crate) pipeline: Pipeline,
-    pub(crate) store: Arc<DurableStore>,
+    pub(crate) store: Arc<dyn NodeStore>,
 }
 
 /// Whether the node serves verifications, and if not, why.
@@ -29,7 +27,8 @@ pub(crate) enum Readiness {
     Ready,
     StoreOpening,
     StoreFailed,
-    StorePoisoned,
+    /// The store is open but cannot serve; the code says why (`store_poisoned`, ...).
+    StoreNotReady(&'static str),
     ShuttingDown,
 }
 
@@ -39,7 +38,7 @@ impl Readiness {
             Readiness::Ready => "ready",
             Readiness::StoreOpening => "store_opening",
             Readiness::StoreFailed => "store_failed",
-            Readiness::StorePoisoned => "store_poisoned",
+            Readiness::StoreNotReady(code) => code,
             Readiness::ShuttingDown => "shutting_down",
         }
     }
@@ -92,12 +91,12 @@ impl App {
     /// Opens the store and starts the pipeline. Blocking: run it off the async workers.
     pub(crate) fn open_store(&self) -> Result<(), cyberid_engine::Error> {
         let result = (|| -> Result<Engine, cyberid_engine::Error> {
-            let store = Arc::new(DurableStore::open(
+            let store = store::open_embedded(
                 &self.dir.store_path(),
                 self.config.store(),
                 self.clock.clone(),
-            )?);
-            store.set_observer(self.metrics.clone());
+                self.metrics.clone(),
+            )?;
             let verifier = Arc::new(Verifier::new(
                 self.keys.clone(),
                 store.clone(),
@@ -146,8 +145,10 @@ impl App {
             return Readiness::ShuttingDown;
         }
         match self.engine.load().as_ref() {
-            Some(engine) if engine.store.poisoned().is_some() => Readiness::StorePoisoned,
-            Some(_) => Readiness::Ready,
+            Some(engine) => engine
+                .store
+                .not_ready()
+                .map_or(Readiness::Ready, Readiness::StoreNotReady),
             None if self.store_failure.get().is_some() => Readiness::StoreFailed,
             None => Readiness::StoreOpening,
         }

@@ -28,6 +28,7 @@ mod demo;
 mod error;
 mod metrics;
 mod server;
+mod store;
 
 #[doc(hidden)]
 pub use api::ROUTES;

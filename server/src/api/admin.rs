@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cyberid_engine::{
-    CertificateId, KeyId, RevocationChange, RevocationRecord, RevocationSet, Standing, WebNumber,
+    CertificateId, KeyId, RevocationChange, RevocationRecord, Standing, WebNumber,
 };
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
