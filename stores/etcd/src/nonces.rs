@@ -196,7 +196,7 @@ impl Shared {
         Ok(leases)
     }
 
-    /// One transaction for `claims` (at most `max_txn_ops`), sent until it has a definite
+    /// One transaction for `claims` (at most `claims_per_txn`), sent until it has a definite
     /// answer. Every attempt carries the same write id.
     async fn claim_chunk(
         &self,
@@ -238,10 +238,10 @@ impl Shared {
         Ok(found)
     }
 
-    /// Every claim of `claims` in transactions of at most `max_txn_ops`.
+    /// Every claim of `claims`, in as few transactions as etcd accepts.
     async fn claim_all(&self, claims: &[&NonceClaim], write: WriteId) -> Result<Vec<Found>, Error> {
         let mut found = Vec::with_capacity(claims.len());
-        for chunk in claims.chunks(self.options.max_txn_ops) {
+        for chunk in claims.chunks(self.options.claims_per_txn()) {
             let mut leases = self.leases(chunk).await?;
             let answer = match self.claim_chunk(chunk, &leases, write).await {
                 Err(Failure::LeaseNotFound) => {

@@ -19,12 +19,13 @@ pub struct EtcdOptions {
     /// node answered `valid`: 1 to 64 characters from A-Z a-z 0-9 `- _ . :`. Uniqueness is not
     /// required for correctness (write ids carry a random per-process part).
     pub node_id: String,
-    /// Most claims in one etcd transaction: etcd's own `--max-txn-ops` (128 unless the cluster
-    /// was started with another value). A batch of more claims is sent as several
-    /// transactions, which is no longer all-or-nothing (see [`NonceStore`] on errors); keep the
-    /// pipeline's `max_batch` at or below it.
-    ///
-    /// [`NonceStore`]: cyberid_engine::NonceStore
+    /// The cluster's `--max-txn-ops` (128 unless it was started with another value). etcd
+    /// counts a nested transaction's operations against what its parent leaves, so one
+    /// transaction carries at most `max_txn_ops - 1` claims (127), and a revocation batch at
+    /// most `max_txn_ops - 1` operations besides the counter (one log entry per record and one
+    /// state key per distinct target). A larger nonce batch is sent as several transactions,
+    /// which is no longer all-or-nothing (see `docs/store.md`): keep the pipeline's `max_batch`
+    /// at or below `max_txn_ops - 1`.
     pub max_txn_ops: usize,
     /// How long one request to the cluster may take before it counts as unanswered.
     pub request_timeout: Duration,
@@ -101,6 +102,12 @@ impl EtcdOptions {
         };
         options.validate()?;
         Ok(options)
+    }
+
+    /// Most claims in one transaction: a nested transaction gets the operations its parent
+    /// leaves (`max_txn_ops` minus the parent's own), and each claim's needs one.
+    pub fn claims_per_txn(&self) -> usize {
+        self.max_txn_ops.saturating_sub(1).max(1)
     }
 
     /// Checks every setting; [`EtcdStore::connect`](crate::EtcdStore::connect) calls it.

@@ -500,14 +500,15 @@ impl RevocationSet for EtcdStore {
         while records.len() < limit && after < u64::MAX {
             let page = self.block_on(shared.read_log(from, u64::MAX))?;
             let Some(&(last, _)) = page.last() else { break };
+            let complete = page.len() < PAGE as usize;
             records.extend(
                 page.into_iter()
                     .take(limit - records.len())
                     .map(|(seq, entry)| (seq, entry.record)),
             );
             match last.checked_add(1) {
-                Some(next) => from = next,
-                None => break,
+                Some(next) if !complete => from = next,
+                _ => break,
             }
         }
         Ok(records)

@@ -286,10 +286,11 @@ impl Cluster {
     pub fn leader(&self) -> Option<usize> {
         let running: Vec<usize> = (0..3).filter(|&index| self.pid(index).is_some()).collect();
         for index in running {
-            if let Some((member_id, leader)) = self.status(&self.endpoint(index)) {
-                if leader != 0 && member_id == leader {
-                    return Some(index);
-                }
+            if let Some((member_id, leader)) = self.status(&self.endpoint(index))
+                && leader != 0
+                && member_id == leader
+            {
+                return Some(index);
             }
         }
         None
