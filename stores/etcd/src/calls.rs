@@ -59,7 +59,7 @@ pub(crate) fn classify(error: etcd_client::Error) -> Failure {
 }
 
 /// Backoff before attempt `attempt` (1-based retries): 50 ms, doubling, at most 800 ms.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(50 << attempt.saturating_sub(1).min(4))
 }
 

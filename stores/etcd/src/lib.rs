@@ -162,6 +162,7 @@ impl EtcdStore {
         })?;
         runtime.spawn(shared.clone().run_watch());
         runtime.spawn(shared.clone().run_prover());
+        runtime.spawn(shared.clone().run_expiry());
         Ok(Self {
             shared,
             runtime: Some(runtime),

@@ -260,6 +260,20 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Expires on the clock every `expiry_interval`, as the embedded store's committer does,
+    /// so that the live count and the horizon move without the server's help.
+    pub(crate) async fn run_expiry(self: std::sync::Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.options.expiry_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.nonces
+                .expire(self.clock.now(), self.options.bucket_seconds);
+        }
+    }
+}
+
 /// The outcome of each nested transaction, in order.
 fn read_answer(
     answer: &TxnResponse,

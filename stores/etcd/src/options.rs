@@ -39,6 +39,9 @@ pub struct EtcdOptions {
     /// this is guaranteed (see `docs/store.md`). It covers clock differences between nodes and
     /// etcd; a lease is never shortened by etcd (a new leader extends leases).
     pub lease_margin: u64,
+    /// How often the node runs [`expire`](cyberid_engine::NonceStore::expire) on its own, at
+    /// its clock's time: it forgets past buckets and raises the expiry horizon.
+    pub expiry_interval: Duration,
     /// Bound on the live nonces this node has written (its share of the cluster's key space):
     /// a batch that could pass it is refused whole with `nonce_store_full` before anything is
     /// written. The cluster holds at most the sum over its nodes.
@@ -67,6 +70,7 @@ impl Default for EtcdOptions {
             attempts: 4,
             bucket_seconds: 60,
             lease_margin: 300,
+            expiry_interval: Duration::from_secs(10),
             max_live_nonces: 1_000_000,
             history_begins: None,
             freshness_interval: Duration::from_millis(250),
@@ -149,6 +153,9 @@ impl EtcdOptions {
             return Err(Error::Config(
                 "request_timeout and attempts must be positive",
             ));
+        }
+        if self.expiry_interval.is_zero() {
+            return Err(Error::Config("expiry_interval must be positive"));
         }
         if self.bucket_seconds == 0 || self.lease_margin < 2 {
             return Err(Error::Config(

@@ -35,7 +35,7 @@ use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, GetResponse, Txn, TxnOp, WatchOptions,
 };
 
-use crate::calls::Failure;
+use crate::calls::{Failure, backoff};
 use crate::layout::{LogEntry, WriteId, decode_decimal};
 use crate::stats::Counters;
 use crate::{EtcdStore, Shared};
@@ -390,7 +390,6 @@ impl Shared {
                 Err(Failure::Unanswered(_)) => {
                     Counters::bump(&self.stats.retries);
                     unanswered.push(seq);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                     if unanswered.len() >= self.options.attempts as usize {
                         return Err(Error::Store {
                             context: "write revocations",
@@ -400,6 +399,7 @@ impl Shared {
                             ),
                         });
                     }
+                    tokio::time::sleep(backoff(unanswered.len() as u32)).await;
                 }
                 Err(failure) => return Err(failure.into_error("write revocations")),
             }

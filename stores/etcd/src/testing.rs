@@ -243,11 +243,14 @@ impl Cluster {
         EtcdOptions {
             endpoints: self.endpoints(),
             prefix: format!("/test/{name}"),
-            node_id: name
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(64)
-                .collect(),
+            node_id: Some(
+                name.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(64)
+                    .collect::<String>(),
+            )
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| "test".into()),
             ..EtcdOptions::default()
         }
     }

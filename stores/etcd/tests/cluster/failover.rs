@@ -110,6 +110,7 @@ fn claims_through(
         fresh.len()
     );
     assert!(answered_after_fault > 0, "the cluster never served again");
+    cluster.wait_healthy(Duration::from_secs(30)).unwrap();
     let fresh: Vec<NonceClaim> = fresh.into_values().map(|(_, claim)| claim).collect();
     for store in [a, b] {
         assert_replayed(store, &fresh);
@@ -118,7 +119,9 @@ fn claims_through(
 }
 
 fn assert_replayed(store: &EtcdStore, claims: &[NonceClaim]) {
-    let outcomes = store.consume_batch(claims).unwrap();
+    let outcomes = store
+        .consume_batch(claims)
+        .unwrap_or_else(|error| panic!("{error}; {:?}", store.stats()));
     assert!(
         outcomes
             .iter()
@@ -263,6 +266,8 @@ fn a_watch_resumed_after_a_compaction_reloads_the_set() {
     let reloads = b.stats().reloads;
 
     cluster.kill(2);
+    // Member 2 may have led: wait for the others to elect a leader.
+    cluster.wait_healthy(Duration::from_secs(30)).unwrap();
     for n in 2..=6 {
         revoke(n);
     }

@@ -236,3 +236,27 @@ fn the_history_start_is_the_deployments() {
     let now = cyberid_engine::Clock::now(&cyberid_engine::SystemClock);
     assert!(fresh.history_begins().abs_diff(now) <= 2);
 }
+
+/// The server calls stores from `spawn_blocking` inside its own tokio runtime: the store blocks
+/// on its own runtime there without complaint.
+#[test]
+fn the_store_may_be_called_from_spawn_blocking() {
+    let (a, _b) = two_nodes(shared_cluster(), "blocking");
+    let a = Arc::new(a);
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = server
+        .block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                a.check_current()?;
+                a.consume(claim(&a, 0, 0))
+            })
+            .await
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, NonceOutcome::Fresh);
+}
