@@ -2,7 +2,8 @@
 //! an etcd cluster, so that a certificate is answered `valid` at most once, ever, whichever
 //! node it reaches and whichever etcd member fails.
 //!
-//! [`EtcdStore`] implements the engine's [`NonceStore`] and [`RevocationSet`] and passes their
+//! [`EtcdStore`] implements the engine's [`NonceStore`](cyberid_engine::NonceStore) and
+//! [`RevocationSet`](cyberid_engine::RevocationSet) and passes their
 //! shared contract suite against a real 3-member cluster. A batch of nonces is one etcd
 //! transaction of compare-and-create; a revocation is acknowledged once the cluster committed
 //! it; every node serves lookups from its own full copy of the revocation set, kept current by
