@@ -455,6 +455,58 @@ mod tests {
         assert_eq!(other, [Found::Held(None), Found::Held(key)]);
     }
 
+    /// One lease per bucket while it covers the claims' retention by half the margin; a claim
+    /// retained longer gets a lease of its own; etcd holds each key on its bucket's lease with
+    /// the TTL the deadline asks for.
+    #[test]
+    fn one_lease_per_bucket_covers_retention_plus_margin() {
+        let store = EtcdStore::connect(
+            shared_cluster().options(&crate::testing::unique_name("leases")),
+            Arc::new(ManualClock::new(NOW)),
+        )
+        .unwrap();
+        let at = |n: u8, expires_at: u64, retain: u64| NonceClaim {
+            expires_at,
+            retain_until: expires_at + retain,
+            ..claim(n, None)
+        };
+        let bucket_end = (NOW + 200) / 60 * 60 + 60;
+        store
+            .consume_batch(&[at(1, NOW + 200, 30), at(2, NOW + 201, 30)])
+            .unwrap();
+        assert_eq!(store.stats().leases_granted, 1, "one bucket, one lease");
+        store.consume(at(3, NOW + 202, 30)).unwrap();
+        assert_eq!(store.stats().leases_granted, 1, "reused");
+        store.consume(at(4, NOW + 203, 400)).unwrap();
+        assert_eq!(
+            store.stats().leases_granted,
+            2,
+            "retained past the lease's cover"
+        );
+        store.consume(at(5, NOW + 500, 30)).unwrap();
+        assert_eq!(store.stats().leases_granted, 3, "another bucket");
+
+        let shared = &*store.shared;
+        let ttl_of = |n: u8| {
+            let key = shared.keys.nonce(&CertificateId::from_bytes([n; 16]));
+            store.block_on(async {
+                let mut client = shared.client.clone();
+                let lease = client.get(key, None).await.unwrap().kvs()[0].lease();
+                client
+                    .lease_time_to_live(lease, None)
+                    .await
+                    .unwrap()
+                    .granted_ttl()
+            })
+        };
+        let margin = shared.options.lease_margin;
+        // The batch's latest retention (NOW + 231) is past the bucket's end (NOW + 220).
+        assert_eq!(bucket_end, NOW + 220);
+        assert_eq!(ttl_of(1), (NOW + 201 + 30 + margin - NOW) as i64);
+        assert_eq!(ttl_of(3), ttl_of(1));
+        assert_eq!(ttl_of(4), (NOW + 203 + 400 + margin - NOW) as i64);
+    }
+
     #[test]
     fn expiry_forgets_buckets_by_their_time_and_retention() {
         let nonces = Nonces::new().unwrap();
