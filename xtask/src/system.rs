@@ -41,14 +41,21 @@ pub(crate) const GCC: Requirement = Requirement {
     why: "the C compiler and linker (mimalloc and RocksDB's C parts; rustc links with it)",
 };
 
+pub(crate) const PROTOC: Requirement = Requirement {
+    package: "protobuf-compiler",
+    probe: Probe::Program("protoc"),
+    why: "etcd-client's build script compiles etcd's gRPC protocol with protoc (the etcd store)",
+};
+
 /// What `cargo run -p cyberid` needs to compile.
-pub(crate) const BUILD: &[&Requirement] = &[&LIBCLANG, &GXX, &GCC];
+pub(crate) const BUILD: &[&Requirement] = &[&LIBCLANG, &GXX, &GCC, &PROTOC];
 
 /// What `cargo test --workspace` needs: [`BUILD`] and the programs and headers the tests use.
 pub(crate) const TEST: &[&Requirement] = &[
     &LIBCLANG,
     &GXX,
     &GCC,
+    &PROTOC,
     &Requirement {
         package: "openssl",
         probe: Probe::Program("openssl"),
@@ -68,6 +75,11 @@ pub(crate) const TEST: &[&Requirement] = &[
         package: "procps",
         probe: Probe::Program("kill"),
         why: "the server tests stop a node with the kill command",
+    },
+    &Requirement {
+        package: "etcd-server",
+        probe: Probe::Program("etcd"),
+        why: "the etcd store's tests start a real 3-member etcd cluster on loopback",
     },
 ];
 

@@ -1,0 +1,521 @@
+//! Replay nonces: compare-and-create in etcd, one transaction per batch, keys deleted by the
+//! cluster itself through one lease per expiry bucket.
+//!
+//! A batch becomes one transaction of nested transactions, one per certificate:
+//! `if create_revision(<p>/n/<id>) == 0 then put(value, lease) else get`. etcd applies the
+//! whole transaction at one revision, so of all the claims of one certificate on every node,
+//! exactly one meets an absent key. The value names the write (a [`WriteId`] per batch), so
+//! that a transaction sent again after its answer was lost recognises the keys its first
+//! attempt created: they are still this batch's `Fresh`, never its `Replayed`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use cyberid_engine::{CertificateId, Error, NonceClaim, NonceOutcome, NonceStore, RequestKey};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
+
+use crate::calls::Failure;
+use crate::layout::{NonceValue, WriteId};
+use crate::stats::Counters;
+use crate::{EtcdStore, Shared};
+
+/// One expiry bucket as this node knows it: the lease its keys are written with, and what
+/// this node wrote into it.
+#[derive(Debug, Default)]
+struct Bucket {
+    lease: Option<Lease>,
+    /// The latest `retain_until` this node wrote into the bucket.
+    retain_until: u64,
+    /// Keys this node created in the bucket.
+    written: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    id: i64,
+    /// When etcd deletes the lease's keys, Unix seconds by this node's clock (at the latest
+    /// then: a new leader extends leases, never shortens them).
+    deadline: u64,
+}
+
+/// The node's view of its nonces: leases, counts and the expiry horizon. The nonces
+/// themselves are only in etcd.
+#[derive(Debug)]
+pub(crate) struct Nonces {
+    pub(crate) history_begins: AtomicU64,
+    /// The latest `now` any expiry ran at: claims retained only until before it are answered
+    /// `Expired` without asking etcd, whose lease may have deleted their first use.
+    horizon: AtomicU64,
+    buckets: Mutex<BTreeMap<u64, Bucket>>,
+    live: AtomicUsize,
+    /// Held while granting a lease, so that concurrent batches wanting the same bucket's
+    /// lease wait for one grant rather than each make their own.
+    grant: tokio::sync::Mutex<()>,
+    /// Random, per store instance: two processes never share a write id.
+    instance: u64,
+    writes: AtomicU64,
+}
+
+/// What etcd found for one claim sent to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// The key was absent; this attempt created it.
+    Created,
+    /// The key holds this batch's own write: an earlier attempt of this same batch created
+    /// it, and its answer was lost.
+    Ours,
+    /// Someone else's claim, with the request key it named (`None` also for a value this
+    /// build cannot read).
+    Held(Option<RequestKey>),
+}
+
+impl Nonces {
+    pub(crate) fn new() -> Result<Self, Error> {
+        let mut instance = [0; 8];
+        getrandom::fill(&mut instance).map_err(|_| Error::Random)?;
+        Ok(Self {
+            history_begins: AtomicU64::new(0),
+            horizon: AtomicU64::new(0),
+            buckets: Mutex::new(BTreeMap::new()),
+            live: AtomicUsize::new(0),
+            grant: tokio::sync::Mutex::new(()),
+            instance: u64::from_ne_bytes(instance),
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn next_write(&self) -> WriteId {
+        WriteId::new(self.instance, self.writes.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn buckets(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Bucket>> {
+        // The map holds plain numbers: a panic elsewhere cannot leave it inconsistent.
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A cached lease of `bucket` that keeps keys at least until `until`.
+    fn cached_lease(&self, bucket: u64, until: u64) -> Option<i64> {
+        self.buckets()
+            .get(&bucket)
+            .and_then(|b| b.lease)
+            .filter(|lease| lease.deadline >= until)
+            .map(|lease| lease.id)
+    }
+
+    fn store_lease(&self, bucket: u64, lease: Lease) {
+        let mut buckets = self.buckets();
+        let slot = &mut buckets.entry(bucket).or_default().lease;
+        if slot.is_none_or(|held| held.deadline < lease.deadline) {
+            *slot = Some(lease);
+        }
+    }
+
+    fn forget_leases(&self, buckets: impl IntoIterator<Item = u64>) {
+        let mut held = self.buckets();
+        for bucket in buckets {
+            if let Some(bucket) = held.get_mut(&bucket) {
+                bucket.lease = None;
+            }
+        }
+    }
+
+    fn count_written(&self, bucket: u64, retain_until: u64) {
+        let mut buckets = self.buckets();
+        let entry = buckets.entry(bucket).or_default();
+        entry.written += 1;
+        entry.retain_until = entry.retain_until.max(retain_until);
+        self.live.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn expire(&self, now: u64, width: u64) -> usize {
+        self.horizon.fetch_max(now, Ordering::SeqCst);
+        let mut buckets = self.buckets();
+        let before = buckets.len();
+        // The same rule as the engine's `NonceMap`: a bucket goes once its time range and
+        // every retention written into it have passed. Its keys stay in etcd until their
+        // lease ends; only this node's record of them goes.
+        buckets.retain(|index, bucket| {
+            (index + 1).saturating_mul(width) > now || bucket.retain_until >= now
+        });
+        self.live.store(
+            buckets.values().map(|bucket| bucket.written).sum(),
+            Ordering::Relaxed,
+        );
+        before - buckets.len()
+    }
+}
+
+impl Shared {
+    fn bucket_of(&self, claim: &NonceClaim) -> u64 {
+        claim.expires_at / self.options.bucket_seconds
+    }
+
+    /// Leases for the buckets of the claims sent: cached, or granted now.
+    async fn leases(&self, claims: &[&NonceClaim]) -> Result<HashMap<u64, i64>, Error> {
+        let margin = self.options.lease_margin;
+        // Each bucket's lease must keep its keys at least half the margin past the latest
+        // retention asked for; a new lease is granted for the full margin.
+        let mut needed: BTreeMap<u64, u64> = BTreeMap::new();
+        for claim in claims {
+            let until = needed.entry(self.bucket_of(claim)).or_default();
+            *until = (*until).max(claim.retain_until);
+        }
+        let mut leases = HashMap::with_capacity(needed.len());
+        for (bucket, retain_until) in needed {
+            let until = retain_until.saturating_add(margin / 2);
+            if let Some(id) = self.nonces.cached_lease(bucket, until) {
+                leases.insert(bucket, id);
+                continue;
+            }
+            let _granting = self.nonces.grant.lock().await;
+            if let Some(id) = self.nonces.cached_lease(bucket, until) {
+                leases.insert(bucket, id);
+                continue;
+            }
+            let bucket_end = (bucket + 1).saturating_mul(self.options.bucket_seconds);
+            let deadline = bucket_end.max(retain_until).saturating_add(margin);
+            let ttl = deadline
+                .saturating_sub(self.clock.now())
+                .clamp(1, i64::MAX as u64) as i64;
+            // A grant whose answer is lost leaves an unused lease, which etcd drops at its TTL.
+            let granted = self
+                .call(|mut client| async move { client.lease_grant(ttl, None).await })
+                .await
+                .map_err(|failure| failure.into_error("grant nonce lease"))?;
+            Counters::bump(&self.stats.leases_granted);
+            self.nonces.store_lease(
+                bucket,
+                Lease {
+                    id: granted.id(),
+                    deadline,
+                },
+            );
+            leases.insert(bucket, granted.id());
+        }
+        Ok(leases)
+    }
+
+    /// One transaction for `claims` (at most `claims_per_txn`), sent until it has a definite
+    /// answer. Every attempt carries the same write id.
+    async fn claim_chunk(
+        &self,
+        claims: &[&NonceClaim],
+        leases: &HashMap<u64, i64>,
+        write: WriteId,
+    ) -> Result<Vec<Found>, Failure> {
+        let operations: Vec<TxnOp> = claims
+            .iter()
+            .map(|claim| {
+                let key = self.keys.nonce(&claim.certificate_id);
+                let value = NonceValue {
+                    write,
+                    request: claim.request,
+                }
+                .encode(&self.options.node_id);
+                let lease = leases.get(&self.bucket_of(claim)).copied().unwrap_or(0);
+                TxnOp::txn(
+                    Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(
+                            key.clone(),
+                            value,
+                            Some(PutOptions::new().with_lease(lease)),
+                        )])
+                        .or_else([TxnOp::get(key, None)]),
+                )
+            })
+            .collect();
+        let txn = Txn::new().and_then(operations);
+        let answer = self
+            .call(|mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await?;
+        let found = read_answer(&answer, claims.len(), write)?;
+        self.stats.txn(claims.len());
+        Ok(found)
+    }
+
+    /// Every claim of `claims`, in as few transactions as etcd accepts.
+    async fn claim_all(&self, claims: &[&NonceClaim], write: WriteId) -> Result<Vec<Found>, Error> {
+        let mut found = Vec::with_capacity(claims.len());
+        for chunk in claims.chunks(self.options.claims_per_txn()) {
+            let mut leases = self.leases(chunk).await?;
+            let answer = match self.claim_chunk(chunk, &leases, write).await {
+                Err(Failure::LeaseNotFound) => {
+                    // The cluster lost a lease this node still held (restored from a backup,
+                    // or a lease that outlived its deadline): grant new ones and send again.
+                    // Nothing was written: etcd refused the whole transaction.
+                    self.nonces.forget_leases(leases.keys().copied());
+                    leases = self.leases(chunk).await?;
+                    self.claim_chunk(chunk, &leases, write).await
+                }
+                answer => answer,
+            };
+            found.extend(answer.map_err(|failure| failure.into_error("claim nonces"))?);
+        }
+        Ok(found)
+    }
+}
+
+impl Shared {
+    /// Expires on the clock every `expiry_interval`, as the embedded store's committer does,
+    /// so that the live count and the horizon move without the server's help.
+    pub(crate) async fn run_expiry(self: std::sync::Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.options.expiry_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.nonces
+                .expire(self.clock.now(), self.options.bucket_seconds);
+        }
+    }
+}
+
+/// The outcome of each nested transaction, in order.
+fn read_answer(
+    answer: &TxnResponse,
+    expected: usize,
+    write: WriteId,
+) -> Result<Vec<Found>, Failure> {
+    let inconsistent =
+        |what: &str| Failure::Refused(format!("unexpected transaction answer: {what}"));
+    let responses = answer.op_responses();
+    if responses.len() != expected {
+        return Err(inconsistent("wrong number of results"));
+    }
+    responses
+        .iter()
+        .map(|response| {
+            let TxnOpResponse::Txn(nested) = response else {
+                return Err(inconsistent("not a nested transaction"));
+            };
+            if nested.succeeded() {
+                return Ok(Found::Created);
+            }
+            let held = nested.op_responses();
+            let Some(TxnOpResponse::Get(get)) = held.first() else {
+                return Err(inconsistent("no read of the existing key"));
+            };
+            let kv = get
+                .kvs()
+                .first()
+                .ok_or_else(|| inconsistent("the existing key is missing"))?;
+            Ok(match NonceValue::decode(kv.value()) {
+                Some(value) if value.write == write => Found::Ours,
+                Some(value) => Found::Held(value.request),
+                None => Found::Held(None),
+            })
+        })
+        .collect()
+}
+
+impl NonceStore for EtcdStore {
+    fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
+        let shared = &*self.shared;
+        let capacity = shared.options.max_live_nonces;
+        if shared
+            .nonces
+            .live
+            .load(Ordering::Relaxed)
+            .saturating_add(claims.len())
+            > capacity
+        {
+            return Err(Error::NonceCapacity { capacity });
+        }
+        let history_begins = shared.nonces.history_begins.load(Ordering::SeqCst);
+        let horizon = shared.nonces.horizon.load(Ordering::SeqCst);
+        // Decided here: the history rule and the horizon (never sent), and repeats of a
+        // certificate within the batch (sent once: a transaction may not name a key twice).
+        let mut outcomes: Vec<Option<NonceOutcome>> = vec![None; claims.len()];
+        let mut first: HashMap<CertificateId, usize> = HashMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        let mut sent: Vec<usize> = Vec::new();
+        for (index, claim) in claims.iter().enumerate() {
+            if claim.usable_from < history_begins {
+                outcomes[index] = Some(NonceOutcome::BeforeHistory);
+            } else if claim.retain_until < horizon {
+                outcomes[index] = Some(NonceOutcome::Expired);
+            } else if let Some(&earlier) = first.get(&claim.certificate_id) {
+                repeats.push((index, earlier));
+            } else {
+                first.insert(claim.certificate_id, index);
+                sent.push(index);
+            }
+        }
+        if !sent.is_empty() {
+            let to_send: Vec<&NonceClaim> = sent.iter().map(|&index| &claims[index]).collect();
+            let write = shared.nonces.next_write();
+            let found = self
+                .block_on(shared.claim_all(&to_send, write))
+                .inspect_err(|_| Counters::bump(&shared.stats.failed_calls))?;
+            // The request key now holding each sent certificate, for its repeats below.
+            let mut holders: HashMap<CertificateId, Option<RequestKey>> = HashMap::new();
+            for (&index, found) in sent.iter().zip(found) {
+                let claim = &claims[index];
+                let (outcome, holder) = match found {
+                    Found::Created | Found::Ours => {
+                        shared
+                            .nonces
+                            .count_written(shared.bucket_of(claim), claim.retain_until);
+                        (NonceOutcome::Fresh, claim.request)
+                    }
+                    Found::Held(held) if held.is_some() && held == claim.request => {
+                        (NonceOutcome::Repeated, held)
+                    }
+                    Found::Held(held) => (NonceOutcome::Replayed, held),
+                };
+                outcomes[index] = Some(outcome);
+                holders.insert(claim.certificate_id, holder);
+            }
+            for (index, earlier) in repeats {
+                let claim = &claims[index];
+                let holder = holders
+                    .get(&claim.certificate_id)
+                    .copied()
+                    .unwrap_or_else(|| claims[earlier].request);
+                outcomes[index] = Some(if holder.is_some() && holder == claim.request {
+                    NonceOutcome::Repeated
+                } else {
+                    NonceOutcome::Replayed
+                });
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.ok_or(Error::Store {
+                    context: "claim nonces",
+                    detail: "a claim was left without an outcome".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn history_begins(&self) -> u64 {
+        self.shared.nonces.history_begins.load(Ordering::SeqCst)
+    }
+
+    fn live_nonces(&self) -> usize {
+        self.shared.nonces.live.load(Ordering::Relaxed)
+    }
+
+    fn expire(&self, now: u64) -> Result<usize, Error> {
+        Ok(self
+            .shared
+            .nonces
+            .expire(now, self.shared.options.bucket_seconds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cyberid_engine::contract::NOW;
+    use cyberid_engine::{ManualClock, PlatformId};
+
+    use super::*;
+    use crate::testing::shared_cluster;
+
+    fn claim(n: u8, request: Option<RequestKey>) -> NonceClaim {
+        NonceClaim {
+            certificate_id: CertificateId::from_bytes([n; 16]),
+            usable_from: NOW,
+            expires_at: NOW + 200,
+            retain_until: NOW + 230,
+            request,
+        }
+    }
+
+    /// A transaction sent again after its answer was lost finds the keys its first attempt
+    /// created and answers them `Fresh`; another batch's write finds them `Replayed`.
+    #[test]
+    fn a_resent_transaction_recognises_its_own_keys() {
+        let store = EtcdStore::connect(
+            shared_cluster().options("resend"),
+            Arc::new(ManualClock::new(NOW)),
+        )
+        .unwrap();
+        let shared = &*store.shared;
+        let shop: PlatformId = "shop.example".parse().unwrap();
+        let key = Some(RequestKey::derive(&shop, b"order-1"));
+        let claims = [claim(1, None), claim(2, key)];
+        let claims: Vec<&NonceClaim> = claims.iter().collect();
+        let write = shared.nonces.next_write();
+        let first = store.block_on(shared.claim_all(&claims, write)).unwrap();
+        assert_eq!(first, [Found::Created, Found::Created]);
+        let again = store.block_on(shared.claim_all(&claims, write)).unwrap();
+        assert_eq!(again, [Found::Ours, Found::Ours], "the same write, resent");
+        let other = store
+            .block_on(shared.claim_all(&claims, shared.nonces.next_write()))
+            .unwrap();
+        assert_eq!(other, [Found::Held(None), Found::Held(key)]);
+    }
+
+    /// One lease per bucket while it covers the claims' retention by half the margin; a claim
+    /// retained longer gets a lease of its own; etcd holds each key on its bucket's lease with
+    /// the TTL the deadline asks for.
+    #[test]
+    fn one_lease_per_bucket_covers_retention_plus_margin() {
+        let store = EtcdStore::connect(
+            shared_cluster().options(&crate::testing::unique_name("leases")),
+            Arc::new(ManualClock::new(NOW)),
+        )
+        .unwrap();
+        let at = |n: u8, expires_at: u64, retain: u64| NonceClaim {
+            expires_at,
+            retain_until: expires_at + retain,
+            ..claim(n, None)
+        };
+        let bucket_end = (NOW + 200) / 60 * 60 + 60;
+        store
+            .consume_batch(&[at(1, NOW + 200, 30), at(2, NOW + 201, 30)])
+            .unwrap();
+        assert_eq!(store.stats().leases_granted, 1, "one bucket, one lease");
+        store.consume(at(3, NOW + 202, 30)).unwrap();
+        assert_eq!(store.stats().leases_granted, 1, "reused");
+        store.consume(at(4, NOW + 203, 400)).unwrap();
+        assert_eq!(
+            store.stats().leases_granted,
+            2,
+            "retained past the lease's cover"
+        );
+        store.consume(at(5, NOW + 500, 30)).unwrap();
+        assert_eq!(store.stats().leases_granted, 3, "another bucket");
+
+        let shared = &*store.shared;
+        let ttl_of = |n: u8| {
+            let key = shared.keys.nonce(&CertificateId::from_bytes([n; 16]));
+            store.block_on(async {
+                let mut client = shared.client.clone();
+                let lease = client.get(key, None).await.unwrap().kvs()[0].lease();
+                client
+                    .lease_time_to_live(lease, None)
+                    .await
+                    .unwrap()
+                    .granted_ttl()
+            })
+        };
+        let margin = shared.options.lease_margin;
+        // The batch's latest retention (NOW + 231) is past the bucket's end (NOW + 220).
+        assert_eq!(bucket_end, NOW + 220);
+        assert_eq!(ttl_of(1), (NOW + 201 + 30 + margin - NOW) as i64);
+        assert_eq!(ttl_of(3), ttl_of(1));
+        assert_eq!(ttl_of(4), (NOW + 203 + 400 + margin - NOW) as i64);
+    }
+
+    #[test]
+    fn expiry_forgets_buckets_by_their_time_and_retention() {
+        let nonces = Nonces::new().unwrap();
+        nonces.count_written(1, 130); // bucket 1 of width 60: [60, 120)
+        nonces.count_written(2, 160);
+        assert_eq!(nonces.expire(130, 60), 0, "retention runs to 130 inclusive");
+        assert_eq!(nonces.expire(131, 60), 1);
+        assert_eq!(nonces.live.load(Ordering::Relaxed), 1);
+        assert_eq!(nonces.expire(181, 60), 1);
+        assert_eq!(nonces.live.load(Ordering::Relaxed), 0);
+    }
+}
