@@ -91,9 +91,9 @@ impl App {
     /// Opens the store and starts the pipeline. Blocking: run it off the async workers.
     pub(crate) fn open_store(&self) -> Result<(), cyberid_engine::Error> {
         let result = (|| -> Result<Engine, cyberid_engine::Error> {
-            let store = store::open_embedded(
-                &self.dir.store_path(),
-                self.config.store(),
+            let store = store::open(
+                &self.config,
+                &self.dir,
                 self.clock.clone(),
                 self.metrics.clone(),
             )?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cyberid_engine::{IssuerPolicy, PipelineConfig, VerifierConfig};
+use cyberid_store_etcd::EtcdOptions;
 use cyberid_store_rocksdb::StoreOptions;
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,17 @@ settings! {
     /// Data directory: the RocksDB store, issuer keys and credentials. Created if missing.
     /// [default: cyberid-data]
     data_dir: PathBuf = PathBuf::from("cyberid-data"), env "CYBERID_DATA_DIR";
+    /// Where the revocation set and the replay nonces live: `rocksdb` (embedded, in the data
+    /// directory; one node) or `etcd://host:port[,host:port...][/prefix]` (an etcd cluster
+    /// shared by every node of a deployment). [default: rocksdb]
+    store: String = "rocksdb".into(), env "CYBERID_STORE";
+    /// This node's name in a shared store (kept with each nonce it consumes): 1 to 64
+    /// characters from A-Z a-z 0-9 - _ . : [default: cyberid]
+    node_id: String = "cyberid".into(), env "CYBERID_NODE_ID";
+    /// For a new etcd deployment only (nothing recorded under its prefix yet): the Unix time
+    /// its history begins; 0 is the moment its first node connects. The embedded store takes
+    /// this from `cyberid init --history-begins` instead. [default: 0]
+    etcd_history_begins: u64 = 0, env "CYBERID_ETCD_HISTORY_BEGINS";
     /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:8080]
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "CYBERID_LISTEN";
     /// Make this node a trusted issuer: serve POST /v1/certificates, which signs certificates
@@ -175,6 +187,14 @@ impl ServeConfig {
         if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 {
             return Err(Error::Config("timeouts must be positive".into()));
         }
+        if let Some(etcd) = self.etcd()? {
+            if self.max_batch > etcd.claims_per_txn() {
+                return Err(Error::Config(format!(
+                    "max_batch must be at most {} with an etcd store (one transaction per batch)",
+                    etcd.claims_per_txn()
+                )));
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
             return Err(Error::Config(format!(
                 "log filter {:?} is not valid",
@@ -206,6 +226,25 @@ impl ServeConfig {
             memtable_bytes: self.memtable_mib << 20,
             ..StoreOptions::default()
         }
+    }
+
+    /// The etcd store's options, or `None` for the embedded store.
+    pub(crate) fn etcd(&self) -> Result<Option<EtcdOptions>, Error> {
+        if self.store == "rocksdb" {
+            return Ok(None);
+        }
+        let mut options = EtcdOptions::from_url(&self.store).map_err(|error| {
+            Error::Config(format!(
+                "store must be rocksdb or etcd://host:port[,host:port...][/prefix]: {error}"
+            ))
+        })?;
+        options.node_id.clone_from(&self.node_id);
+        options.max_live_nonces = self.max_live_nonces;
+        options.history_begins = (self.etcd_history_begins > 0).then_some(self.etcd_history_begins);
+        options
+            .validate()
+            .map_err(|error| Error::Config(format!("etcd store: {error}")))?;
+        Ok(Some(options))
     }
 
     pub(crate) fn verifier(&self) -> VerifierConfig {

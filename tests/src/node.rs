@@ -77,6 +77,23 @@ pub fn prepare(root: &Path) -> Prepared {
     }
 }
 
+/// Copies a data directory's keys and credentials (everything but the store).
+fn copy_credentials(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_name() == "store" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_credentials(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// A running test node.
 #[derive(Debug)]
 pub struct Node {
@@ -102,6 +119,42 @@ impl Node {
         configure(&mut config);
         let server = Server::start(config).await.unwrap();
         server.ready().await.unwrap();
+        Node {
+            address: server.local_addr(),
+            dir,
+            server: Some(server),
+            prepared,
+        }
+    }
+
+    /// Starts another node of the same deployment: the same issuer key, platforms and
+    /// authority (copied from this node's data directory; the embedded store is not), with
+    /// `configure` applied to its settings.
+    pub async fn start_sibling(&self, configure: impl FnOnce(&mut ServeConfig)) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        copy_credentials(self.dir.path(), dir.path());
+        let mut config = ServeConfig::default();
+        config.data_dir = dir.path().to_path_buf();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        configure(&mut config);
+        let server = Server::start(config).await.unwrap();
+        server.ready().await.unwrap();
+        let prepared = Prepared {
+            shop_key: self.prepared.shop_key.clone(),
+            reader_key: self.prepared.reader_key.clone(),
+            authority_key: self.prepared.authority_key.clone(),
+            issuer: {
+                let key_id = self.prepared.issuer.key().key_id();
+                let pem = std::fs::read_to_string(dir.path().join(format!("keys/{key_id}.key.pem")))
+                    .unwrap();
+                Issuer::new(
+                    IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
+                    IssuerPolicy::default(),
+                )
+                .unwrap()
+            },
+            created: self.prepared.created,
+        };
         Node {
             address: server.local_addr(),
             dir,

@@ -10,3 +10,4 @@ mod protocol_vectors;
 mod server;
 mod server_process;
 mod sm2_differential;
+mod two_nodes;

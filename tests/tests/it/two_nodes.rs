@@ -1,0 +1,91 @@
+//! Two nodes of one deployment on a real 3-member etcd cluster (started on loopback by the
+//! store crate's test support): one replay domain and one revocation set over HTTP.
+
+use cyberid_engine::{Clock, SystemClock, WebNumber};
+use cyberid_store_etcd::testing::{Cluster, unique_name};
+use cyberid_tests::node::{Node, SHOP, verdict};
+use hyper::Method;
+use serde_json::json;
+
+/// `etcd://` URL of the cluster, under a prefix of this test's own.
+fn store_url(cluster: &Cluster, name: &str) -> String {
+    let hosts: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|endpoint| endpoint.trim_start_matches("http://").to_owned())
+        .collect();
+    format!("etcd://{}/test/{}", hosts.join(","), unique_name(name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start().unwrap())
+        .await
+        .unwrap();
+    let url = store_url(&cluster, "two-nodes");
+    // The deployment's history began before its certificates were issued.
+    let begins = SystemClock.now() - 100;
+    let configure = |config: &mut cyberid::ServeConfig| {
+        config.store.clone_from(&url);
+        config.etcd_history_begins = begins;
+    };
+    let a = Node::start(configure).await;
+    let b = a.start_sibling(configure).await;
+    let shop = a.prepared.shop_key.clone();
+
+    // One certificate sent to both nodes at once, many times over: exactly one valid.
+    for _ in 0..10 {
+        let text = a.certificate(WebNumber::generate().unwrap(), Some(SHOP));
+        let mut answers = Vec::new();
+        for node in [&a, &b, &a, &b] {
+            let (mut client, shop, text) = (node.client().await, shop.clone(), text.clone());
+            answers.push(tokio::spawn(async move {
+                verdict(&mut client, &shop, &text).await
+            }));
+        }
+        let mut verdicts = Vec::new();
+        for answer in answers {
+            verdicts.push(answer.await.unwrap());
+        }
+        assert_eq!(
+            verdicts.iter().filter(|v| *v == "valid").count(),
+            1,
+            "{verdicts:?}"
+        );
+        assert!(verdicts.iter().all(|v| v == "valid" || v == "replayed"));
+    }
+
+    // A Web Number suspended through node A is refused by node B.
+    let holder = WebNumber::generate().unwrap();
+    let mut admin = a.client().await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            &format!("/v1/admin/web-numbers/{holder}/suspend"),
+            Some(&a.prepared.authority_key),
+            Some(json!({ "reason": "lost device" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let mut client = b.client().await;
+    // The revocation travels by the cluster's watch: poll, within the 1 s the store promises
+    // and a margin for this shared machine.
+    let mut refused = false;
+    for _ in 0..40 {
+        let text = a.certificate(holder, Some(SHOP));
+        if verdict(&mut client, &shop, &text).await == "revoked" {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "node B refuses the suspended Web Number within 2 s");
+
+    // Readiness reflects the shared store.
+    let (status, body) = client
+        .call(Method::GET, "/readyz", None, None)
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200, "{body}");
+}
