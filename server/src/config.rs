@@ -187,13 +187,13 @@ impl ServeConfig {
         if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 {
             return Err(Error::Config("timeouts must be positive".into()));
         }
-        if let Some(etcd) = self.etcd()? {
-            if self.max_batch > etcd.claims_per_txn() {
-                return Err(Error::Config(format!(
-                    "max_batch must be at most {} with an etcd store (one transaction per batch)",
-                    etcd.claims_per_txn()
-                )));
-            }
+        if let Some(etcd) = self.etcd()?
+            && self.max_batch > etcd.claims_per_txn()
+        {
+            return Err(Error::Config(format!(
+                "max_batch must be at most {} with an etcd store (one transaction per batch)",
+                etcd.claims_per_txn()
+            )));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
             return Err(Error::Config(format!(
@@ -303,6 +303,37 @@ mod tests {
         assert_eq!(config.queue_capacity, 100);
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn the_store_is_rocksdb_or_an_etcd_url_whose_batches_fit_one_transaction() {
+        let mut config = ServeConfig::default();
+        assert!(config.etcd().unwrap().is_none());
+        config.store = "etcd://10.0.0.1:2379,10.0.0.2:2379/site-a".into();
+        config.node_id = "node-a".into();
+        let etcd = config.etcd().unwrap().unwrap();
+        assert_eq!(
+            etcd.endpoints,
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(etcd.prefix, "/site-a");
+        assert_eq!(etcd.node_id, "node-a");
+        config.validate().unwrap();
+        config.max_batch = 128;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_batch")
+        );
+        for bad in ["redis://x", "etcd://", "postgres"] {
+            let config = ServeConfig {
+                store: bad.into(),
+                ..ServeConfig::default()
+            };
+            assert_eq!(config.validate().unwrap_err().code(), "config", "{bad}");
+        }
     }
 
     #[test]

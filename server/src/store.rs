@@ -44,7 +44,10 @@ pub(crate) fn open(
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn NodeStore>, Error> {
     // The configuration was validated when the server started, so this cannot fail here.
-    match config.etcd().map_err(|_| Error::Config("invalid store setting"))? {
+    match config
+        .etcd()
+        .map_err(|_| Error::Config("invalid store setting"))?
+    {
         Some(options) => Ok(Arc::new(EtcdStore::connect(options, clock)?)),
         None => {
             let store = DurableStore::open(&dir.store_path(), config.store(), clock)?;

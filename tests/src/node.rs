@@ -145,8 +145,9 @@ impl Node {
             authority_key: self.prepared.authority_key.clone(),
             issuer: {
                 let key_id = self.prepared.issuer.key().key_id();
-                let pem = std::fs::read_to_string(dir.path().join(format!("keys/{key_id}.key.pem")))
-                    .unwrap();
+                let pem =
+                    std::fs::read_to_string(dir.path().join(format!("keys/{key_id}.key.pem")))
+                        .unwrap();
                 Issuer::new(
                     IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
                     IssuerPolicy::default(),

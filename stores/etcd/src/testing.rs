@@ -47,7 +47,9 @@ pub struct Cluster {
     members: Mutex<Vec<Member>>,
     token: String,
     initial_cluster: String,
-    runtime: tokio::runtime::Runtime,
+    /// Taken at drop and shut down in the background, so that a cluster may be dropped from
+    /// async code (a `#[tokio::test]`).
+    runtime: Option<tokio::runtime::Runtime>,
     // Last: the data outlives the members.
     dir: tempfile::TempDir,
 }
@@ -115,6 +117,10 @@ fn free_ports(count: usize) -> io::Result<Vec<u16>> {
 }
 
 impl Cluster {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
+    }
+
     /// Starts three members and waits until the cluster answers linearizable reads.
     pub fn start() -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("cyberid-etcd-").tempdir()?;
@@ -139,7 +145,7 @@ impl Cluster {
             token: format!("cyberid-test-{}", ports[0]),
             members: Mutex::new(members),
             initial_cluster,
-            runtime,
+            runtime: Some(runtime),
             dir,
         };
         for index in 0..3 {
@@ -301,7 +307,7 @@ impl Cluster {
 
     /// `(this member's id, its leader's id)` from one member, within a second.
     fn status(&self, endpoint: &str) -> Option<(u64, u64)> {
-        self.runtime.block_on(async {
+        self.runtime().block_on(async {
             let request = async {
                 let mut client = Client::connect([endpoint], None).await?;
                 client.status().await
@@ -322,7 +328,7 @@ impl Cluster {
             .collect();
         self.wait_for(timeout, || {
             endpoints.iter().try_for_each(|endpoint| {
-                self.runtime.block_on(async {
+                self.runtime().block_on(async {
                     let request = async {
                         let mut client = Client::connect([endpoint], None).await?;
                         client.get("health", None).await
@@ -358,7 +364,7 @@ impl Cluster {
     /// watch from an older revision fails as after a long disconnection.
     pub fn compact(&self) -> io::Result<i64> {
         let endpoints = self.endpoints_running();
-        self.runtime.block_on(async {
+        self.runtime().block_on(async {
             let mut client = Client::connect(endpoints, None)
                 .await
                 .map_err(io::Error::other)?;
@@ -389,6 +395,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
         for member in self.members().iter_mut() {
             if let Some(process) = member.process.take() {
                 // A paused member dies of SIGKILL too.

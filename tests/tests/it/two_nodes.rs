@@ -80,7 +80,10 @@ async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(refused, "node B refuses the suspended Web Number within 2 s");
+    assert!(
+        refused,
+        "node B refuses the suspended Web Number within 2 s"
+    );
 
     // Readiness reflects the shared store.
     let (status, body) = client
