@@ -113,18 +113,7 @@ impl Node {
     pub async fn start(configure: impl FnOnce(&mut ServeConfig)) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let prepared = prepare(dir.path());
-        let mut config = ServeConfig::default();
-        config.data_dir = dir.path().to_path_buf();
-        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        configure(&mut config);
-        let server = Server::start(config).await.unwrap();
-        server.ready().await.unwrap();
-        Node {
-            address: server.local_addr(),
-            dir,
-            server: Some(server),
-            prepared,
-        }
+        Self::serve(dir, prepared, configure).await
     }
 
     /// Starts another node of the same deployment: the same issuer key, platforms and
@@ -133,29 +122,35 @@ impl Node {
     pub async fn start_sibling(&self, configure: impl FnOnce(&mut ServeConfig)) -> Node {
         let dir = tempfile::tempdir().unwrap();
         copy_credentials(self.dir.path(), dir.path());
+        let key_id = self.prepared.issuer.key().key_id();
+        let pem =
+            std::fs::read_to_string(dir.path().join(format!("keys/{key_id}.key.pem"))).unwrap();
+        let prepared = Prepared {
+            shop_key: self.prepared.shop_key.clone(),
+            reader_key: self.prepared.reader_key.clone(),
+            authority_key: self.prepared.authority_key.clone(),
+            issuer: Issuer::new(
+                IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
+                IssuerPolicy::default(),
+            )
+            .unwrap(),
+            created: self.prepared.created,
+        };
+        Self::serve(dir, prepared, configure).await
+    }
+
+    /// Serves the data directory on a free loopback port, once the node is ready.
+    async fn serve(
+        dir: tempfile::TempDir,
+        prepared: Prepared,
+        configure: impl FnOnce(&mut ServeConfig),
+    ) -> Node {
         let mut config = ServeConfig::default();
         config.data_dir = dir.path().to_path_buf();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         configure(&mut config);
         let server = Server::start(config).await.unwrap();
         server.ready().await.unwrap();
-        let prepared = Prepared {
-            shop_key: self.prepared.shop_key.clone(),
-            reader_key: self.prepared.reader_key.clone(),
-            authority_key: self.prepared.authority_key.clone(),
-            issuer: {
-                let key_id = self.prepared.issuer.key().key_id();
-                let pem =
-                    std::fs::read_to_string(dir.path().join(format!("keys/{key_id}.key.pem")))
-                        .unwrap();
-                Issuer::new(
-                    IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
-                    IssuerPolicy::default(),
-                )
-                .unwrap()
-            },
-            created: self.prepared.created,
-        };
         Node {
             address: server.local_addr(),
             dir,
