@@ -179,141 +179,7 @@ fn main() -> Result<()> {
     let last_use = fields.expires_at() + SKEW - 1;
 
     let mut vectors = Vec::new();
-    // A vector on the main certificate, in both forms.
-    let mut on_main = |name, note, state: State, platform, now, verdict: String| {
-        vectors.push(Vector {
-            name,
-            note,
-            state,
-            platform,
-            now,
-            bytes: Some(main_bytes.clone()),
-            text: Some(main.to_text()),
-            verdict,
-        });
-    };
-    on_main(
-        "valid",
-        "the certificate every other vector varies",
-        base.clone(),
-        SHOP,
-        ISSUED_AT + 10,
-        valid.clone(),
-    );
-    on_main(
-        "valid-first-moment",
-        "now = issued-at - skew",
-        base.clone(),
-        SHOP,
-        first_use,
-        valid.clone(),
-    );
-    on_main(
-        "not-yet-valid",
-        "now = issued-at - skew - 1",
-        base.clone(),
-        SHOP,
-        first_use - 1,
-        invalid("not_yet_valid"),
-    );
-    on_main(
-        "valid-last-moment",
-        "now = expires-at + skew - 1",
-        base.clone(),
-        SHOP,
-        last_use,
-        valid.clone(),
-    );
-    on_main(
-        "expired",
-        "now = expires-at + skew",
-        base.clone(),
-        SHOP,
-        last_use + 1,
-        invalid("expired"),
-    );
-    on_main(
-        "wrong-audience",
-        "the audience is shop.example",
-        base.clone(),
-        BANK,
-        ISSUED_AT + 10,
-        invalid("wrong_audience"),
-    );
-    on_main(
-        "key-revoked",
-        "the issuer key was revoked (admin API): everything it signed is refused",
-        with(&|s| s.revoked = format!("key {key}")),
-        SHOP,
-        ISSUED_AT + 10,
-        invalid("key_revoked"),
-    );
-    on_main(
-        "key-retired-before-issue",
-        "the key was retired one second before the certificate's issued-at",
-        with(&|s| s.keys = format!("{key} retired-at {}", ISSUED_AT - 1)),
-        SHOP,
-        ISSUED_AT + 10,
-        invalid("key_revoked"),
-    );
-    on_main(
-        "valid-key-retired-at-issue",
-        "the key was retired at the certificate's issued-at: signed no later than retirement",
-        with(&|s| s.keys = format!("{key} retired-at {ISSUED_AT}")),
-        SHOP,
-        ISSUED_AT + 10,
-        valid.clone(),
-    );
-    on_main(
-        "revoked-web-number-suspended",
-        "the holder's Web Number is suspended",
-        with(&|s| s.revoked = format!("web-number {HOLDER} suspended")),
-        SHOP,
-        ISSUED_AT + 10,
-        invalid("revoked"),
-    );
-    on_main(
-        "revoked-web-number-revoked",
-        "the holder's Web Number is revoked (final)",
-        with(&|s| s.revoked = format!("web-number {HOLDER} revoked")),
-        SHOP,
-        ISSUED_AT + 10,
-        invalid("revoked"),
-    );
-    on_main(
-        "revoked-certificate",
-        "this certificate id is revoked",
-        with(&|s| s.revoked = format!("certificate {CERTIFICATE_ID}")),
-        SHOP,
-        ISSUED_AT + 10,
-        invalid("revoked"),
-    );
-    on_main(
-        "valid-history-boundary",
-        "history begins exactly at issued-at - skew",
-        with(&|s| s.history_begins = first_use),
-        SHOP,
-        ISSUED_AT + 10,
-        valid.clone(),
-    );
-    on_main(
-        "history-unavailable",
-        "history begins one second after issued-at - skew (a store created then)",
-        with(&|s| s.history_begins = first_use + 1),
-        SHOP,
-        ISSUED_AT + 10,
-        invalid("history_unavailable"),
-    );
-    on_main(
-        "replayed",
-        "the certificate id was consumed by an earlier verification",
-        with(&|s| s.consumed = CERTIFICATE_ID.into()),
-        SHOP,
-        ISSUED_AT + 10,
-        invalid("replayed"),
-    );
-
-    // Other signed certificates, in both forms.
+    // A vector on a signed certificate, in both forms.
     let mut signed =
         |name, note, state: State, platform, now, certificate: &Certificate, verdict: String| {
             vectors.push(Vector {
@@ -327,6 +193,142 @@ fn main() -> Result<()> {
                 verdict,
             });
         };
+    signed(
+        "valid",
+        "the certificate every other vector varies",
+        base.clone(),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        valid.clone(),
+    );
+    signed(
+        "valid-first-moment",
+        "now = issued-at - skew",
+        base.clone(),
+        SHOP,
+        first_use,
+        &main,
+        valid.clone(),
+    );
+    signed(
+        "not-yet-valid",
+        "now = issued-at - skew - 1",
+        base.clone(),
+        SHOP,
+        first_use - 1,
+        &main,
+        invalid("not_yet_valid"),
+    );
+    signed(
+        "valid-last-moment",
+        "now = expires-at + skew - 1",
+        base.clone(),
+        SHOP,
+        last_use,
+        &main,
+        valid.clone(),
+    );
+    signed(
+        "expired",
+        "now = expires-at + skew",
+        base.clone(),
+        SHOP,
+        last_use + 1,
+        &main,
+        invalid("expired"),
+    );
+    signed(
+        "wrong-audience",
+        "the audience is shop.example",
+        base.clone(),
+        BANK,
+        ISSUED_AT + 10,
+        &main,
+        invalid("wrong_audience"),
+    );
+    signed(
+        "key-revoked",
+        "the issuer key was revoked (admin API): everything it signed is refused",
+        with(&|s| s.revoked = format!("key {key}")),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        invalid("key_revoked"),
+    );
+    signed(
+        "key-retired-before-issue",
+        "the key was retired one second before the certificate's issued-at",
+        with(&|s| s.keys = format!("{key} retired-at {}", ISSUED_AT - 1)),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        invalid("key_revoked"),
+    );
+    signed(
+        "valid-key-retired-at-issue",
+        "the key was retired at the certificate's issued-at: signed no later than retirement",
+        with(&|s| s.keys = format!("{key} retired-at {ISSUED_AT}")),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        valid.clone(),
+    );
+    signed(
+        "revoked-web-number-suspended",
+        "the holder's Web Number is suspended",
+        with(&|s| s.revoked = format!("web-number {HOLDER} suspended")),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        invalid("revoked"),
+    );
+    signed(
+        "revoked-web-number-revoked",
+        "the holder's Web Number is revoked (final)",
+        with(&|s| s.revoked = format!("web-number {HOLDER} revoked")),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        invalid("revoked"),
+    );
+    signed(
+        "revoked-certificate",
+        "this certificate id is revoked",
+        with(&|s| s.revoked = format!("certificate {CERTIFICATE_ID}")),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        invalid("revoked"),
+    );
+    signed(
+        "valid-history-boundary",
+        "history begins exactly at issued-at - skew",
+        with(&|s| s.history_begins = first_use),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        valid.clone(),
+    );
+    signed(
+        "history-unavailable",
+        "history begins one second after issued-at - skew (a store created then)",
+        with(&|s| s.history_begins = first_use + 1),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        invalid("history_unavailable"),
+    );
+    signed(
+        "replayed",
+        "the certificate id was consumed by an earlier verification",
+        with(&|s| s.consumed = CERTIFICATE_ID.into()),
+        SHOP,
+        ISSUED_AT + 10,
+        &main,
+        invalid("replayed"),
+    );
+
     let minor_fields = CertificateFields {
         web_number: "0123456789".parse()?,
         certificate_id: "ffeeddccbbaa99887766554433221100".parse()?,
