@@ -95,21 +95,25 @@ impl NonceMap {
         expires_at / self.width
     }
 
-    /// The live bucket `index`, created if missing. A dead bucket still listed (its drop is
-    /// under way) is replaced.
+    /// The bucket `index` as listed, created if missing. It may be dead (its drop under way):
+    /// inserts find that under its gate and ask [`live_bucket`](Self::live_bucket) instead.
     fn bucket(&self, index: u64) -> Arc<Bucket> {
-        if let Some(bucket) = self.buckets.load().get(&index)
-            && !bucket.gate.read().map_or(true, |dead| *dead)
-        {
-            return bucket.clone();
+        match self.buckets.load().get(&index) {
+            Some(bucket) => bucket.clone(),
+            None => self.live_bucket(index),
         }
+    }
+
+    /// The live bucket `index`: created if missing, and a dead one still listed replaced.
+    fn live_bucket(&self, index: u64) -> Arc<Bucket> {
+        let dead = |bucket: &Bucket| *bucket.gate.read().unwrap_or_else(|e| e.into_inner());
         let mut created = None;
         self.buckets.rcu(|buckets| {
             let mut buckets = BTreeMap::clone(buckets);
             let slot = buckets
                 .entry(index)
                 .or_insert_with(|| Arc::new(Bucket::new()));
-            if slot.gate.read().map_or(true, |dead| *dead) {
+            if dead(slot) {
                 *slot = Arc::new(Bucket::new());
             }
             created = Some(slot.clone());
@@ -126,17 +130,20 @@ impl NonceMap {
         retain_until: u64,
         request: Option<RequestKey>,
     ) -> Inserted {
+        // Checked again under the gate below; this first check only saves creating a bucket
+        // for a claim that is refused anyway.
+        if retain_until < self.horizon.load(Ordering::SeqCst) {
+            return Inserted::Expired;
+        }
+        let index = self.bucket_of(expires_at);
+        let mut bucket = self.bucket(index);
         loop {
-            // Checked again under the gate below; this first check only saves creating a
-            // bucket for a claim that is refused anyway.
-            if retain_until < self.horizon.load(Ordering::SeqCst) {
-                return Inserted::Expired;
-            }
-            let bucket = self.bucket(self.bucket_of(expires_at));
             // A poisoned gate only means a thread panicked while holding it; the flag it guards
             // is a plain bool and stays meaningful.
             let dead = bucket.gate.read().unwrap_or_else(|e| e.into_inner());
             if *dead {
+                drop(dead);
+                bucket = self.live_bucket(index);
                 continue;
             }
             if retain_until < self.horizon.load(Ordering::SeqCst) {
