@@ -79,7 +79,7 @@ impl App {
             store_failure: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
-            metrics: Metrics::new(),
+            metrics: Metrics::new(config.store != "rocksdb"),
             clock: Arc::new(SystemClock),
             config,
             dir,
@@ -226,6 +226,7 @@ impl App {
             sizes.revoked_web_numbers = counts.web_numbers;
             sizes.revoked_certificates = counts.certificates;
             sizes.revoked_keys = counts.keys;
+            sizes.etcd = engine.store.etcd_stats();
         }
         self.metrics.render(sizes)
     }

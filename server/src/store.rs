@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use cyberid_engine::{Clock, Error, NonceStore, RevocationSet};
-use cyberid_store_etcd::EtcdStore;
+use cyberid_store_etcd::{EtcdStats, EtcdStore};
 use cyberid_store_rocksdb::DurableStore;
 
 use crate::ServeConfig;
@@ -19,6 +19,11 @@ use crate::metrics::Metrics;
 pub(crate) trait NodeStore: NonceStore + RevocationSet + std::fmt::Debug {
     /// A stable code saying why the store cannot serve now, if it cannot; `/readyz` reports it.
     fn not_ready(&self) -> Option<&'static str>;
+
+    /// The etcd store's counters, for `/metrics`; `None` for other stores.
+    fn etcd_stats(&self) -> Option<EtcdStats> {
+        None
+    }
 }
 
 impl NodeStore for DurableStore {
@@ -32,6 +37,10 @@ impl NodeStore for EtcdStore {
     /// checks the same before every batch); a load balancer should send its traffic elsewhere.
     fn not_ready(&self) -> Option<&'static str> {
         self.check_current().err().map(|_| "store_unreachable")
+    }
+
+    fn etcd_stats(&self) -> Option<EtcdStats> {
+        Some(self.stats())
     }
 }
 
@@ -48,7 +57,11 @@ pub(crate) fn open(
         .etcd()
         .map_err(|_| Error::Config("invalid store setting"))?
     {
-        Some(options) => Ok(Arc::new(EtcdStore::connect(options, clock)?)),
+        Some(options) => {
+            let store = EtcdStore::connect(options, clock)?;
+            store.set_observer(metrics);
+            Ok(Arc::new(store))
+        }
         None => {
             let store = DurableStore::open(&dir.store_path(), config.store(), clock)?;
             store.set_observer(metrics);

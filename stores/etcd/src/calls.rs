@@ -86,7 +86,20 @@ impl Shared {
     /// Sends a request until it has a definite answer, at most `attempts` times. Only for
     /// requests that are safe to repeat: reads, and writes that recognise their own earlier
     /// attempt.
-    pub(crate) async fn call<T, F, Fut>(&self, mut request: F) -> Result<T, Failure>
+    pub(crate) async fn call<T, F, Fut>(&self, request: F) -> Result<T, Failure>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.call_on(&self.client, request).await
+    }
+
+    /// [`call`](Self::call) on the cluster of `client`.
+    pub(crate) async fn call_on<T, F, Fut>(
+        &self,
+        client: &Client,
+        mut request: F,
+    ) -> Result<T, Failure>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -94,7 +107,7 @@ impl Shared {
         let mut attempt = 0;
         loop {
             let failure = match self
-                .attempt(self.options.request_timeout, request(self.client.clone()))
+                .attempt(self.options.request_timeout, request(client.clone()))
                 .await
             {
                 Ok(value) => return Ok(value),

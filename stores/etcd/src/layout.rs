@@ -6,6 +6,8 @@
 //! |---|---|---|
 //! | `<p>/meta/format` | `1`, decimal | none |
 //! | `<p>/meta/history_begins` | Unix seconds, decimal | none |
+//! | `<p>/meta/nonce_clusters` | how many clusters hold nonces, decimal (first cluster only) | none |
+//! | `<p>/meta/nonce_shard` | `<index>/<count>`: this cluster's place among them | none |
 //! | `<p>/n/<certificate id, 32 hex digits>` | [`NonceValue`], 25 to 89 bytes | the node's lease for the expiry bucket |
 //! | `<p>/r/seq` | last revocation sequence number, decimal | none |
 //! | `<p>/r/l/<sequence number, 20 digits>` | [`LogEntry`] as JSON | none |
@@ -33,6 +35,8 @@ pub(crate) struct Keys {
     nonce: String,
     pub(crate) format: String,
     pub(crate) history_begins: String,
+    pub(crate) nonce_clusters: String,
+    pub(crate) nonce_shard: String,
     pub(crate) seq: String,
     pub(crate) log: String,
     pub(crate) state: String,
@@ -44,6 +48,8 @@ impl Keys {
             nonce: format!("{prefix}/n/"),
             format: format!("{prefix}/meta/format"),
             history_begins: format!("{prefix}/meta/history_begins"),
+            nonce_clusters: format!("{prefix}/meta/nonce_clusters"),
+            nonce_shard: format!("{prefix}/meta/nonce_shard"),
             seq: format!("{prefix}/r/seq"),
             log: format!("{prefix}/r/l/"),
             state: format!("{prefix}/r/s/"),
@@ -150,6 +156,16 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// Which of `shards` nonce clusters holds the nonce of certificate `id`: the first eight bytes
+/// as a big-endian fraction of 2^64, scaled to `shards` (certificate ids are uniformly random,
+/// so the clusters get equal shares). Changing the count or order of the clusters moves
+/// nonces, which is why each cluster records its place (`<p>/meta/nonce_shard`).
+pub(crate) fn shard_of(id: &CertificateId, shards: usize) -> usize {
+    let mut high = [0; 8];
+    high.copy_from_slice(&id.as_bytes()[..8]);
+    ((u128::from(u64::from_be_bytes(high)) * shards as u128) >> 64) as usize
 }
 
 /// Identifies one `consume_batch` (or one revocation write) among all writes of all nodes

@@ -68,10 +68,10 @@ mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
-use cyberid_engine::{Clock, Error};
+use cyberid_engine::{Clock, Error, Observer};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp, TxnOpResponse};
 
 pub use options::EtcdOptions;
@@ -84,13 +84,18 @@ use crate::stats::Counters;
 
 /// What the callers' threads and the background tasks share.
 struct Shared {
+    /// The first cluster: the deployment's meta keys, the revocation set, nonce place 0.
     client: Client,
+    /// Every nonce cluster by place, the first cluster's client at 0.
+    nonce_clients: Vec<Client>,
     options: EtcdOptions,
     keys: Keys,
     clock: Arc<dyn Clock>,
     nonces: Nonces,
     view: View,
     stats: Counters,
+    /// Told the latency of every nonce transaction (the server's metrics).
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -132,32 +137,42 @@ impl EtcdStore {
                 context: "start etcd client runtime",
                 detail: e.to_string(),
             })?;
-        let connect = ConnectOptions::new()
-            .with_connect_timeout(options.request_timeout)
-            // HTTP/2 pings find a frozen member (SIGSTOP, a stalled machine) within two
-            // seconds, so that the balancer stops sending to it.
-            .with_keep_alive(std::time::Duration::from_secs(1), options.request_timeout)
-            .with_keep_alive_while_idle(true)
-            // A member cut off from its leader refuses at once instead of serving stale
-            // answers or holding a watch that will never see a write.
-            .with_require_leader(true);
-        let client = runtime
-            .block_on(Client::connect(&options.endpoints, Some(connect)))
-            .map_err(|e| Error::Store {
-                context: "connect to etcd",
-                detail: e.to_string(),
-            })?;
+        let connect = |endpoints: &[String]| {
+            let settings = ConnectOptions::new()
+                .with_connect_timeout(options.request_timeout)
+                // HTTP/2 pings find a frozen member (SIGSTOP, a stalled machine) within two
+                // seconds, so that the balancer stops sending to it.
+                .with_keep_alive(std::time::Duration::from_secs(1), options.request_timeout)
+                .with_keep_alive_while_idle(true)
+                // A member cut off from its leader refuses at once instead of serving stale
+                // answers or holding a watch that will never see a write.
+                .with_require_leader(true);
+            runtime
+                .block_on(Client::connect(endpoints, Some(settings)))
+                .map_err(|e| Error::Store {
+                    context: "connect to etcd",
+                    detail: e.to_string(),
+                })
+        };
+        let client = connect(&options.endpoints)?;
+        let mut nonce_clients = vec![client.clone()];
+        for endpoints in &options.nonce_clusters {
+            nonce_clients.push(connect(endpoints)?);
+        }
         let shared = Arc::new(Shared {
             client,
+            nonce_clients,
             keys: Keys::new(&options.prefix),
             options,
             clock,
             nonces: Nonces::new()?,
             view: View::new(),
             stats: Counters::default(),
+            observer: OnceLock::new(),
         });
         runtime.block_on(async {
             shared.open_deployment().await?;
+            shared.check_nonce_clusters().await?;
             shared.reload().await?;
             shared.prove_current().await
         })?;
@@ -180,7 +195,14 @@ impl EtcdStore {
 
     /// What the store asked of the cluster so far.
     pub fn stats(&self) -> EtcdStats {
-        self.shared.stats.snapshot()
+        self.shared.stats.snapshot(self.shared.view.proof_age())
+    }
+
+    /// Reports the latency of every nonce transaction to `observer` from now on (as
+    /// [`Observer::store_synced`]: etcd acknowledges after a majority's fsync). Only the first
+    /// observer set is kept.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let _ = self.shared.observer.set(observer);
     }
 
     /// The options the store runs with.
@@ -248,6 +270,66 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Creates `key` with `value` on `client`'s cluster unless it exists; the value it holds.
+    async fn create_or_read(
+        &self,
+        client: &Client,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        // Safe to send again: a second attempt reads what the first created.
+        let answer = self
+            .call_on(client, |mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await
+            .map_err(|failure| failure.into_error("open deployment"))?;
+        if answer.succeeded() {
+            return Ok(value.as_bytes().to_vec());
+        }
+        match answer.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Get(get)) => match get.kvs().first() {
+                Some(kv) => Ok(kv.value().to_vec()),
+                None => Err(Error::Corrupt(format!("{key} vanished while it was read"))),
+            },
+            _ => Err(Error::Corrupt(format!("unexpected answer reading {key}"))),
+        }
+    }
+
+    /// Records the nonce clusters on first use and refuses a node that lists them otherwise:
+    /// a certificate's cluster is a function of its id and of the list, so another count or
+    /// order would look for its nonce in the wrong place and answer a replay `valid`.
+    async fn check_nonce_clusters(&self) -> Result<(), Error> {
+        let count = self.nonce_clients.len();
+        let recorded = self
+            .create_or_read(&self.client, &self.keys.nonce_clusters, &count.to_string())
+            .await?;
+        if decode_decimal(&self.keys.nonce_clusters, &recorded)? != count as u64 {
+            return Err(Error::Config(
+                "this node lists another number of nonce clusters than the deployment",
+            ));
+        }
+        for (place, client) in self.nonce_clients.iter().enumerate() {
+            let expected = format!("{place}/{count}");
+            let recorded = self
+                .create_or_read(client, &self.keys.nonce_shard, &expected)
+                .await?;
+            if recorded != expected.as_bytes() {
+                return Err(Error::Config(
+                    "a nonce cluster is listed in another place than the deployment gave it",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for EtcdStore {
     fn drop(&mut self) {
         // Not `Runtime::drop`, which waits for the worker threads (and panics when dropped
@@ -280,4 +362,23 @@ mod contract {
 
     cyberid_engine::nonce_store_contract!(etcd);
     cyberid_engine::revocation_set_contract!(etcd);
+
+    /// The same contract with the nonces split over two clusters.
+    mod split {
+        use super::*;
+        use crate::testing::shared_second_cluster;
+
+        fn etcd_split(setup: Setup) -> Subject<EtcdStore> {
+            let options = EtcdOptions {
+                history_begins: Some(setup.history_begins),
+                max_live_nonces: setup.max_live_nonces,
+                nonce_clusters: vec![shared_second_cluster().endpoints()],
+                ..shared_cluster().options(&unique_name("split"))
+            };
+            let store = EtcdStore::connect(options, Arc::new(ManualClock::new(NOW))).unwrap();
+            Subject::new(store, ())
+        }
+
+        cyberid_engine::nonce_store_contract!(etcd_split);
+    }
 }

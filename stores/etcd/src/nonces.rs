@@ -11,16 +11,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use cyberid_engine::{CertificateId, Error, NonceClaim, NonceOutcome, NonceStore, RequestKey};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
 
 use crate::calls::Failure;
-use crate::layout::{NonceValue, WriteId};
+use crate::layout::{NonceValue, WriteId, shard_of};
 use crate::stats::Counters;
 use crate::{EtcdStore, Shared};
 
-/// One expiry bucket as this node knows it: the lease its keys are written with, and what
+/// A lease's scope: a nonce cluster's place and an expiry bucket. Leases belong to one
+/// cluster, so each cluster's share of a bucket has its own.
+type Slot = (usize, u64);
+
+/// One expiry bucket as this node knows it (on one nonce cluster): the lease its keys are written with, and what
 /// this node wrote into it.
 #[derive(Debug, Default)]
 struct Bucket {
@@ -47,7 +52,7 @@ pub(crate) struct Nonces {
     /// The latest `now` any expiry ran at: claims retained only until before it are answered
     /// `Expired` without asking etcd, whose lease may have deleted their first use.
     horizon: AtomicU64,
-    buckets: Mutex<BTreeMap<u64, Bucket>>,
+    buckets: Mutex<BTreeMap<Slot, Bucket>>,
     live: AtomicUsize,
     /// Held while granting a lease, so that concurrent batches wanting the same bucket's
     /// lease wait for one grant rather than each make their own.
@@ -89,40 +94,40 @@ impl Nonces {
         WriteId::new(self.instance, self.writes.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn buckets(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Bucket>> {
+    fn buckets(&self) -> std::sync::MutexGuard<'_, BTreeMap<Slot, Bucket>> {
         // The map holds plain numbers: a panic elsewhere cannot leave it inconsistent.
         self.buckets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A cached lease of `bucket` that keeps keys at least until `until`.
-    fn cached_lease(&self, bucket: u64, until: u64) -> Option<i64> {
+    fn cached_lease(&self, slot: Slot, until: u64) -> Option<i64> {
         self.buckets()
-            .get(&bucket)
+            .get(&slot)
             .and_then(|b| b.lease)
             .filter(|lease| lease.deadline >= until)
             .map(|lease| lease.id)
     }
 
-    fn store_lease(&self, bucket: u64, lease: Lease) {
+    fn store_lease(&self, slot: Slot, lease: Lease) {
         let mut buckets = self.buckets();
-        let slot = &mut buckets.entry(bucket).or_default().lease;
+        let slot = &mut buckets.entry(slot).or_default().lease;
         if slot.is_none_or(|held| held.deadline < lease.deadline) {
             *slot = Some(lease);
         }
     }
 
-    fn forget_leases(&self, buckets: impl IntoIterator<Item = u64>) {
+    fn forget_leases(&self, slots: impl IntoIterator<Item = Slot>) {
         let mut held = self.buckets();
-        for bucket in buckets {
-            if let Some(bucket) = held.get_mut(&bucket) {
+        for slot in slots {
+            if let Some(bucket) = held.get_mut(&slot) {
                 bucket.lease = None;
             }
         }
     }
 
-    fn count_written(&self, bucket: u64, retain_until: u64) {
+    fn count_written(&self, slot: Slot, retain_until: u64) {
         let mut buckets = self.buckets();
-        let entry = buckets.entry(bucket).or_default();
+        let entry = buckets.entry(slot).or_default();
         entry.written += 1;
         entry.retain_until = entry.retain_until.max(retain_until);
         self.live.fetch_add(1, Ordering::Relaxed);
@@ -135,7 +140,7 @@ impl Nonces {
         // The same rule as the engine's `NonceMap`: a bucket goes once its time range and
         // every retention written into it have passed. Its keys stay in etcd until their
         // lease ends; only this node's record of them goes.
-        buckets.retain(|index, bucket| {
+        buckets.retain(|&(_, index), bucket| {
             (index + 1).saturating_mul(width) > now || bucket.retain_until >= now
         });
         self.live.store(
@@ -151,8 +156,18 @@ impl Shared {
         claim.expires_at / self.options.bucket_seconds
     }
 
-    /// Leases for the buckets of the claims sent: cached, or granted now.
-    async fn leases(&self, claims: &[&NonceClaim]) -> Result<HashMap<u64, i64>, Error> {
+    /// The nonce cluster that holds `claim`'s certificate.
+    fn place_of(&self, claim: &NonceClaim) -> usize {
+        shard_of(&claim.certificate_id, self.nonce_clients.len())
+    }
+
+    /// Leases on the cluster at `place` for the buckets of the claims sent: cached, or
+    /// granted now.
+    async fn leases(
+        &self,
+        place: usize,
+        claims: &[&NonceClaim],
+    ) -> Result<HashMap<u64, i64>, Failure> {
         let margin = self.options.lease_margin;
         // Each bucket's lease must keep its keys at least half the margin past the latest
         // retention asked for; a new lease is granted for the full margin.
@@ -164,12 +179,12 @@ impl Shared {
         let mut leases = HashMap::with_capacity(needed.len());
         for (bucket, retain_until) in needed {
             let until = retain_until.saturating_add(margin / 2);
-            if let Some(id) = self.nonces.cached_lease(bucket, until) {
+            if let Some(id) = self.nonces.cached_lease((place, bucket), until) {
                 leases.insert(bucket, id);
                 continue;
             }
             let _granting = self.nonces.grant.lock().await;
-            if let Some(id) = self.nonces.cached_lease(bucket, until) {
+            if let Some(id) = self.nonces.cached_lease((place, bucket), until) {
                 leases.insert(bucket, id);
                 continue;
             }
@@ -180,12 +195,13 @@ impl Shared {
                 .clamp(1, i64::MAX as u64) as i64;
             // A grant whose answer is lost leaves an unused lease, which etcd drops at its TTL.
             let granted = self
-                .call(|mut client| async move { client.lease_grant(ttl, None).await })
-                .await
-                .map_err(|failure| failure.into_error("grant nonce lease"))?;
+                .call_on(&self.nonce_clients[place], |mut client| async move {
+                    client.lease_grant(ttl, None).await
+                })
+                .await?;
             Counters::bump(&self.stats.leases_granted);
             self.nonces.store_lease(
-                bucket,
+                (place, bucket),
                 Lease {
                     id: granted.id(),
                     deadline,
@@ -196,10 +212,11 @@ impl Shared {
         Ok(leases)
     }
 
-    /// One transaction for `claims` (at most `claims_per_txn`), sent until it has a definite
-    /// answer. Every attempt carries the same write id.
+    /// One transaction for `claims` (at most `claims_per_txn`, all on the cluster at
+    /// `place`), sent until it has a definite answer. Every attempt carries the same write id.
     async fn claim_chunk(
         &self,
+        place: usize,
         claims: &[&NonceClaim],
         leases: &HashMap<u64, i64>,
         write: WriteId,
@@ -208,11 +225,7 @@ impl Shared {
             .iter()
             .map(|claim| {
                 let key = self.keys.nonce(&claim.certificate_id);
-                let value = NonceValue {
-                    write,
-                    request: claim.request,
-                }
-                .encode(&self.options.node_id);
+                let value = self.nonce_value(claim, write);
                 let lease = leases.get(&self.bucket_of(claim)).copied().unwrap_or(0);
                 TxnOp::txn(
                     Txn::new()
@@ -227,36 +240,143 @@ impl Shared {
             })
             .collect();
         let txn = Txn::new().and_then(operations);
+        let started = Instant::now();
         let answer = self
-            .call(|mut client| {
+            .call_on(&self.nonce_clients[place], |mut client| {
                 let txn = txn.clone();
                 async move { client.txn(txn).await }
             })
             .await?;
         let found = read_answer(&answer, claims.len(), write)?;
-        self.stats.txn(claims.len());
+        let took = started.elapsed();
+        self.stats.txn(claims.len(), took);
+        if let Some(observer) = self.observer.get() {
+            observer.store_synced(took);
+        }
         Ok(found)
     }
 
-    /// Every claim of `claims`, in as few transactions as etcd accepts.
-    async fn claim_all(&self, claims: &[&NonceClaim], write: WriteId) -> Result<Vec<Found>, Error> {
+    fn nonce_value(&self, claim: &NonceClaim, write: WriteId) -> Vec<u8> {
+        NonceValue {
+            write,
+            request: claim.request,
+        }
+        .encode(&self.options.node_id)
+    }
+
+    /// The claims of one nonce cluster, in as few transactions as etcd accepts.
+    async fn claim_place(
+        &self,
+        place: usize,
+        claims: &[&NonceClaim],
+        write: WriteId,
+    ) -> (Vec<Found>, Result<(), Failure>) {
         let mut found = Vec::with_capacity(claims.len());
         for chunk in claims.chunks(self.options.claims_per_txn()) {
-            let mut leases = self.leases(chunk).await?;
-            let answer = match self.claim_chunk(chunk, &leases, write).await {
-                Err(Failure::LeaseNotFound) => {
-                    // The cluster lost a lease this node still held (restored from a backup,
-                    // or a lease that outlived its deadline): grant new ones and send again.
-                    // Nothing was written: etcd refused the whole transaction.
-                    self.nonces.forget_leases(leases.keys().copied());
-                    leases = self.leases(chunk).await?;
-                    self.claim_chunk(chunk, &leases, write).await
+            let answer = async {
+                let leases = self.leases(place, chunk).await?;
+                match self.claim_chunk(place, chunk, &leases, write).await {
+                    Err(Failure::LeaseNotFound) => {
+                        // The cluster lost a lease this node still held (restored from a
+                        // backup, or a lease that outlived its deadline): grant new ones and
+                        // send again. Nothing was written: etcd refused the whole transaction.
+                        self.nonces
+                            .forget_leases(leases.keys().map(|&bucket| (place, bucket)));
+                        let leases = self.leases(place, chunk).await?;
+                        self.claim_chunk(place, chunk, &leases, write).await
+                    }
+                    answer => answer,
                 }
-                answer => answer,
             };
-            found.extend(answer.map_err(|failure| failure.into_error("claim nonces"))?);
+            match answer.await {
+                Ok(chunk_found) => found.extend(chunk_found),
+                Err(failure) => return (found, Err(failure)),
+            }
+        }
+        (found, Ok(()))
+    }
+
+    /// Every claim of `claims`, each on its cluster, the clusters in parallel. All or
+    /// nothing: when any transaction fails, the keys the others created are deleted again
+    /// (only if they still hold this write), so that an error consumes no certificate.
+    async fn claim_all(&self, claims: &[&NonceClaim], write: WriteId) -> Result<Vec<Found>, Error> {
+        let places = self.nonce_clients.len();
+        let mut by_place: Vec<Vec<usize>> = vec![Vec::new(); places];
+        for (index, claim) in claims.iter().enumerate() {
+            by_place[self.place_of(claim)].push(index);
+        }
+        let answers =
+            futures_util::future::join_all(by_place.iter().enumerate().map(|(place, indices)| {
+                let mine: Vec<&NonceClaim> = indices.iter().map(|&i| claims[i]).collect();
+                async move { self.claim_place(place, &mine, write).await }
+            }))
+            .await;
+        let failure = answers
+            .iter()
+            .find_map(|(_, result)| result.as_ref().err())
+            .map(|failure| match failure {
+                Failure::Unanswered(detail) => Failure::Unanswered(detail.clone()),
+                Failure::LeaseNotFound => Failure::LeaseNotFound,
+                Failure::Refused(detail) => Failure::Refused(detail.clone()),
+            });
+        if let Some(failure) = failure {
+            self.release(claims, &by_place, &answers, write).await;
+            return Err(failure.into_error("claim nonces"));
+        }
+        let mut found = vec![Found::Held(None); claims.len()];
+        for (indices, (place_found, _)) in by_place.iter().zip(answers) {
+            for (&index, outcome) in indices.iter().zip(place_found) {
+                found[index] = outcome;
+            }
         }
         Ok(found)
+    }
+
+    /// Deletes the keys this write created, where it is known to have created them. A
+    /// transaction without a definite answer may also have created keys; those stay consumed
+    /// (a retry of the same request with the same `Idempotency-Key` is still answered
+    /// `valid`, see `docs/store.md`).
+    async fn release(
+        &self,
+        claims: &[&NonceClaim],
+        by_place: &[Vec<usize>],
+        answers: &[(Vec<Found>, Result<(), Failure>)],
+        write: WriteId,
+    ) {
+        for (place, (indices, (found, _))) in by_place.iter().zip(answers).enumerate() {
+            let operations: Vec<TxnOp> = indices
+                .iter()
+                .zip(found)
+                .filter(|(_, found)| matches!(found, Found::Created | Found::Ours))
+                .map(|(&index, _)| {
+                    let claim = claims[index];
+                    let key = self.keys.nonce(&claim.certificate_id);
+                    TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::value(
+                                key.clone(),
+                                CompareOp::Equal,
+                                self.nonce_value(claim, write),
+                            )])
+                            .and_then([TxnOp::delete(key, None)]),
+                    )
+                })
+                .collect();
+            for chunk in operations.chunks(self.options.claims_per_txn()) {
+                let txn = Txn::new().and_then(chunk.to_vec());
+                // Safe to send again: a key deleted by the first attempt no longer holds
+                // this write's value.
+                let released = self
+                    .call_on(&self.nonce_clients[place], |mut client| {
+                        let txn = txn.clone();
+                        async move { client.txn(txn).await }
+                    })
+                    .await;
+                if released.is_err() {
+                    Counters::bump(&self.stats.release_failures);
+                }
+            }
+        }
     }
 }
 
@@ -350,16 +470,18 @@ impl NonceStore for EtcdStore {
             let write = shared.nonces.next_write();
             let found = self
                 .block_on(shared.claim_all(&to_send, write))
-                .inspect_err(|_| Counters::bump(&shared.stats.failed_calls))?;
+                .inspect(|_| shared.stats.call_succeeded())
+                .inspect_err(|_| shared.stats.call_failed())?;
             // The request key now holding each sent certificate, for its repeats below.
             let mut holders: HashMap<CertificateId, Option<RequestKey>> = HashMap::new();
             for (&index, found) in sent.iter().zip(found) {
                 let claim = &claims[index];
                 let (outcome, holder) = match found {
                     Found::Created | Found::Ours => {
-                        shared
-                            .nonces
-                            .count_written(shared.bucket_of(claim), claim.retain_until);
+                        shared.nonces.count_written(
+                            (shared.place_of(claim), shared.bucket_of(claim)),
+                            claim.retain_until,
+                        );
                         (NonceOutcome::Fresh, claim.request)
                     }
                     Found::Held(held) if held.is_some() && held == claim.request => {
@@ -510,8 +632,8 @@ mod tests {
     #[test]
     fn expiry_forgets_buckets_by_their_time_and_retention() {
         let nonces = Nonces::new().unwrap();
-        nonces.count_written(1, 130); // bucket 1 of width 60: [60, 120)
-        nonces.count_written(2, 160);
+        nonces.count_written((0, 1), 130); // bucket 1 of width 60: [60, 120)
+        nonces.count_written((1, 2), 160);
         assert_eq!(nonces.expire(130, 60), 0, "retention runs to 130 inclusive");
         assert_eq!(nonces.expire(131, 60), 1);
         assert_eq!(nonces.live.load(Ordering::Relaxed), 1);

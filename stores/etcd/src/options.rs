@@ -12,6 +12,13 @@ pub struct EtcdOptions {
     /// The cluster's client URLs (`http://host:port`); the client balances over them and
     /// fails over between them.
     pub endpoints: Vec<String>,
+    /// Further clusters that share the nonces with the first, each a list of client URLs.
+    /// Empty (the default): every nonce lives on `endpoints`. Otherwise the certificate-id
+    /// space is split evenly over `endpoints` (place 0) and these (places 1...), so that the
+    /// stress rate does not rest on one Raft group; the deployment's meta keys and the whole
+    /// revocation set stay on the first. The list is fixed for the life of a deployment: each
+    /// cluster records its place, and a node that lists them otherwise is refused.
+    pub nonce_clusters: Vec<Vec<String>>,
     /// Every key of this deployment starts with it (`/cyberid` by default), so that one
     /// cluster can hold several deployments or test runs side by side. No trailing `/`.
     pub prefix: String,
@@ -63,6 +70,7 @@ impl Default for EtcdOptions {
     fn default() -> Self {
         Self {
             endpoints: vec!["http://127.0.0.1:2379".into()],
+            nonce_clusters: Vec::new(),
             prefix: "/cyberid".into(),
             node_id: "cyberid".into(),
             max_txn_ops: 128,
@@ -80,8 +88,10 @@ impl Default for EtcdOptions {
 }
 
 impl EtcdOptions {
-    /// Options for the cluster named by an `etcd://host:port[,host:port...][/prefix]` URL
-    /// (the form `cyberid serve --store` takes), with defaults for everything else.
+    /// Options for the clusters named by an `etcd://host:port[,host:port...][/prefix]` URL
+    /// (the form `cyberid serve --store` takes), with defaults for everything else. Further
+    /// nonce clusters follow the first after `+`:
+    /// `etcd://a1:2379,a2:2379,a3:2379+b1:2379,b2:2379,b3:2379/prefix`.
     pub fn from_url(url: &str) -> Result<Self, Error> {
         let rest = url
             .strip_prefix("etcd://")
@@ -90,13 +100,17 @@ impl EtcdOptions {
             Some(slash) => (&rest[..slash], rest[slash..].trim_end_matches('/')),
             None => (rest, ""),
         };
-        let endpoints: Vec<String> = hosts
-            .split(',')
-            .filter(|host| !host.is_empty())
-            .map(|host| format!("http://{host}"))
-            .collect();
+        let mut clusters = hosts.split('+').map(|cluster| {
+            cluster
+                .split(',')
+                .filter(|host| !host.is_empty())
+                .map(|host| format!("http://{host}"))
+                .collect::<Vec<String>>()
+        });
+        let endpoints = clusters.next().unwrap_or_default();
         let options = Self {
             endpoints,
+            nonce_clusters: clusters.collect(),
             prefix: if prefix.is_empty() {
                 Self::default().prefix
             } else {
@@ -108,6 +122,11 @@ impl EtcdOptions {
         Ok(options)
     }
 
+    /// How many clusters hold nonces: the first and the further ones.
+    pub fn nonce_cluster_count(&self) -> usize {
+        1 + self.nonce_clusters.len()
+    }
+
     /// Most claims in one transaction: a nested transaction gets the operations its parent
     /// leaves (`max_txn_ops` minus the parent's own), and each claim's needs one.
     pub fn claims_per_txn(&self) -> usize {
@@ -116,15 +135,20 @@ impl EtcdOptions {
 
     /// Checks every setting; [`EtcdStore::connect`](crate::EtcdStore::connect) calls it.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.endpoints.is_empty()
-            || self.endpoints.iter().any(|endpoint| {
-                !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-                    || endpoint.len() <= "https://".len()
-            })
-        {
+        let well_formed = |endpoints: &[String]| {
+            !endpoints.is_empty()
+                && endpoints.iter().all(|endpoint| {
+                    (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                        && endpoint.len() > "https://".len()
+                })
+        };
+        if !well_formed(&self.endpoints) || !self.nonce_clusters.iter().all(|c| well_formed(c)) {
             return Err(Error::Config(
-                "etcd endpoints are one or more http://host:port URLs",
+                "each etcd cluster is one or more http://host:port URLs",
             ));
+        }
+        if self.nonce_clusters.len() > 255 {
+            return Err(Error::Config("at most 256 nonce clusters"));
         }
         if !self.prefix.starts_with('/')
             || self.prefix.ends_with('/')
@@ -188,6 +212,16 @@ mod tests {
         assert_eq!(plain.prefix, "/cyberid");
         assert!(EtcdOptions::from_url("http://127.0.0.1:2379").is_err());
         assert!(EtcdOptions::from_url("etcd:///cyberid").is_err());
+        let split = EtcdOptions::from_url("etcd://a:1,b:2+c:3+d:4,e:5/p").unwrap();
+        assert_eq!(split.endpoints, ["http://a:1", "http://b:2"]);
+        assert_eq!(
+            split.nonce_clusters,
+            [
+                vec!["http://c:3".to_owned()],
+                vec!["http://d:4".into(), "http://e:5".into()]
+            ]
+        );
+        assert!(EtcdOptions::from_url("etcd://a:1++c:3/p").is_err());
     }
 
     #[test]

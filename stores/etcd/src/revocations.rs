@@ -249,10 +249,15 @@ impl Shared {
     /// was sent.
     pub(crate) async fn prove_current(&self) -> Result<(), Error> {
         let sent = Instant::now();
-        let (seq, _, _) = self
+        let (seq, _, revision) = self
             .read_seq()
             .await
             .map_err(|failure| failure.into_error("prove revocations current"))?;
+        self.stats.revision.store(revision, Ordering::Relaxed);
+        self.stats.revocation_lag.store(
+            seq.saturating_sub(self.view.applied_seq()),
+            Ordering::Relaxed,
+        );
         self.catch_up(seq).await?;
         if self.view.applied_seq() >= seq {
             self.view.proved(sent);
@@ -485,10 +490,12 @@ impl RevocationSet for EtcdStore {
         for record in records {
             record.validate()?;
         }
+        let stats = &self.shared.stats;
         self.block_on(self.shared.write_revocations(records))
+            .inspect(|_| stats.call_succeeded())
             .inspect_err(|error| {
                 if !error.is_caller_fault() {
-                    Counters::bump(&self.shared.stats.failed_calls);
+                    stats.call_failed();
                 }
             })
     }

@@ -416,6 +416,12 @@ pub fn shared_cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| Cluster::start().expect("start the shared etcd test cluster"))
 }
 
+/// A second shared cluster, for stores that split their nonces over two clusters.
+pub fn shared_second_cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| Cluster::start().expect("start the second shared etcd test cluster"))
+}
+
 /// A prefix no other test run uses: tests sharing a cluster, or a cluster left from a run
 /// that was killed, never meet each other's keys.
 pub fn unique_name(name: &str) -> String {

@@ -3,6 +3,7 @@
 //! start their own, the others share one.
 
 mod failover;
+mod split;
 mod two_nodes;
 
 use std::sync::Arc;

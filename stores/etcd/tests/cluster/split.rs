@@ -1,0 +1,100 @@
+//! Nonces split over two clusters: a batch is all or nothing across them, and the list of
+//! clusters is fixed for the life of a deployment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cyberid_engine::{CertificateId, Fault, NonceClaim, NonceOutcome, NonceStore, SystemClock};
+use cyberid_store_etcd::testing::{Cluster, shared_cluster, unique_name};
+use cyberid_store_etcd::{EtcdOptions, EtcdStore};
+
+use crate::now;
+
+/// Claims of `count` random certificates (so both clusters get a share), usable now.
+fn random_claims(store: &EtcdStore, count: usize) -> Vec<NonceClaim> {
+    let now = now();
+    (0..count)
+        .map(|_| NonceClaim {
+            certificate_id: CertificateId::generate().unwrap(),
+            usable_from: store.history_begins(),
+            expires_at: now + 300,
+            retain_until: now + 330,
+            request: None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_is_all_or_nothing_across_clusters() {
+    let second = Cluster::start().unwrap();
+    let options = EtcdOptions {
+        history_begins: Some(now() - 3600),
+        nonce_clusters: vec![second.endpoints()],
+        // Give up quickly while the second cluster is frozen.
+        request_timeout: Duration::from_millis(500),
+        attempts: 1,
+        ..shared_cluster().options(&unique_name("split"))
+    };
+    let store = EtcdStore::connect(options, Arc::new(SystemClock)).unwrap();
+
+    let claims = random_claims(&store, 64);
+    let outcomes = store.consume_batch(&claims).unwrap();
+    assert!(outcomes.iter().all(|o| *o == NonceOutcome::Fresh));
+    assert!(store.stats().txns >= 2, "both clusters took a share");
+
+    // With the second cluster frozen, a batch fails whole, and the first cluster's share is
+    // released: after the thaw the same batch is fresh, every certificate of it.
+    let claims = random_claims(&store, 64);
+    for member in 0..3 {
+        second.pause(member);
+    }
+    let error = store.consume_batch(&claims).unwrap_err();
+    assert_eq!(error.fault(), Fault::Retry, "{error}");
+    for member in 0..3 {
+        second.resume(member);
+    }
+    second.wait_healthy(Duration::from_secs(30)).unwrap();
+    let mut outcomes = store.consume_batch(&claims);
+    for _ in 0..20 {
+        if outcomes.is_ok() {
+            break;
+        }
+        // The client may still hold its connections to the thawed members as broken.
+        std::thread::sleep(Duration::from_millis(250));
+        outcomes = store.consume_batch(&claims);
+    }
+    let outcomes = outcomes.unwrap();
+    assert!(
+        outcomes.iter().all(|o| *o == NonceOutcome::Fresh),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.stats().release_failures, 0);
+    let again = store.consume_batch(&claims).unwrap();
+    assert!(again.iter().all(|o| *o == NonceOutcome::Replayed));
+}
+
+#[test]
+fn a_node_that_lists_the_clusters_otherwise_is_refused() {
+    let second = Cluster::start().unwrap();
+    let options = EtcdOptions {
+        nonce_clusters: vec![second.endpoints()],
+        ..shared_cluster().options(&unique_name("listing"))
+    };
+    let first = EtcdStore::connect(options.clone(), Arc::new(SystemClock)).unwrap();
+    drop(first);
+    let fewer = EtcdOptions {
+        nonce_clusters: Vec::new(),
+        ..options.clone()
+    };
+    let error = EtcdStore::connect(fewer, Arc::new(SystemClock)).unwrap_err();
+    assert_eq!(error.code(), "config", "{error}");
+    let swapped = EtcdOptions {
+        endpoints: second.endpoints(),
+        nonce_clusters: vec![shared_cluster().endpoints()],
+        ..options.clone()
+    };
+    let error = EtcdStore::connect(swapped, Arc::new(SystemClock)).unwrap_err();
+    assert_eq!(error.code(), "config", "{error}");
+    // The deployment's own listing still connects.
+    EtcdStore::connect(options, Arc::new(SystemClock)).unwrap();
+}
