@@ -353,6 +353,11 @@ impl Verifier {
         // answer valid, and an error here consumes nothing.
         self.revocations.check_current()?;
         let outcomes = self.nonces.consume_batch(&claims)?;
+        // And after: a consumption that waited on a stalled cluster may end after the view
+        // went stale (a partition that began mid-call). Its certificates are spent, but a
+        // `valid` now could miss a revocation acknowledged elsewhere: 503, and a retry with
+        // the same request key is answered from the nonce store once the view is current.
+        self.revocations.check_current()?;
         if outcomes.len() != claims.len() {
             return Err(Error::Store {
                 context: "consume",

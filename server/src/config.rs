@@ -71,7 +71,8 @@ settings! {
     data_dir: PathBuf = PathBuf::from("cyberid-data"), env "CYBERID_DATA_DIR";
     /// Where the revocation set and the replay nonces live: `rocksdb` (embedded, in the data
     /// directory; one node) or `etcd://host:port[,host:port...][/prefix]` (an etcd cluster
-    /// shared by every node of a deployment). [default: rocksdb]
+    /// shared by every node of a deployment; further clusters that share the nonces follow
+    /// after `+`, e.g. `etcd://a1:2379,a2:2379+b1:2379,b2:2379/cyberid`). [default: rocksdb]
     store: String = "rocksdb".into(), env "CYBERID_STORE";
     /// This node's name in a shared store (kept with each nonce it consumes): 1 to 64
     /// characters from A-Z a-z 0-9 - _ . : [default: cyberid]

@@ -1,6 +1,8 @@
 //! Helpers shared by cyberid's integration tests.
 
+pub mod cluster;
 pub mod node;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

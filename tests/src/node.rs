@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use cyberid::{Client, DataDir, Scope, ServeConfig, Server};
 use cyberid_engine::{
@@ -33,7 +34,7 @@ pub struct Prepared {
     /// The authority's API key.
     pub authority_key: String,
     /// Signs certificates as the node's issuing key does, with any fields.
-    pub issuer: Issuer,
+    pub issuer: Arc<Issuer>,
     /// When the store was created.
     pub created: u64,
 }
@@ -63,11 +64,13 @@ pub fn prepare(root: &Path) -> Prepared {
     let authority_key = dir.add_authority(AUTHORITY, now).unwrap();
     dir.create_store(now - HISTORY_MARGIN).unwrap();
     let pem = std::fs::read_to_string(root.join(format!("keys/{key_id}.key.pem"))).unwrap();
-    let issuer = Issuer::new(
-        IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
-        IssuerPolicy::default(),
-    )
-    .unwrap();
+    let issuer = Arc::new(
+        Issuer::new(
+            IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
+            IssuerPolicy::default(),
+        )
+        .unwrap(),
+    );
     Prepared {
         shop_key,
         reader_key,
@@ -120,23 +123,23 @@ impl Node {
     /// authority (copied from this node's data directory; the embedded store is not), with
     /// `configure` applied to its settings.
     pub async fn start_sibling(&self, configure: impl FnOnce(&mut ServeConfig)) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        copy_credentials(self.dir.path(), dir.path());
-        let key_id = self.prepared.issuer.key().key_id();
-        let pem =
-            std::fs::read_to_string(dir.path().join(format!("keys/{key_id}.key.pem"))).unwrap();
+        let dir = self.sibling_dir();
         let prepared = Prepared {
             shop_key: self.prepared.shop_key.clone(),
             reader_key: self.prepared.reader_key.clone(),
             authority_key: self.prepared.authority_key.clone(),
-            issuer: Issuer::new(
-                IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
-                IssuerPolicy::default(),
-            )
-            .unwrap(),
+            issuer: self.prepared.issuer.clone(),
             created: self.prepared.created,
         };
         Self::serve(dir, prepared, configure).await
+    }
+
+    /// A data directory for another node of the same deployment: this one's keys and
+    /// credentials, without its embedded store.
+    pub fn sibling_dir(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        copy_credentials(self.dir.path(), dir.path());
+        dir
     }
 
     /// Serves the data directory on a free loopback port, once the node is ready.

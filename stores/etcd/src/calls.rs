@@ -2,7 +2,7 @@
 //! and every failure turned into the engine's retryable `store` error.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cyberid_engine::Error;
 use etcd_client::Client;
@@ -95,9 +95,20 @@ impl Shared {
     }
 
     /// [`call`](Self::call) on the cluster of `client`.
-    pub(crate) async fn call_on<T, F, Fut>(
+    pub(crate) async fn call_on<T, F, Fut>(&self, client: &Client, request: F) -> Result<T, Failure>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.call_until(client, None, request).await
+    }
+
+    /// [`call_on`](Self::call_on), giving up at `deadline` if one is set: no attempt runs
+    /// past it.
+    pub(crate) async fn call_until<T, F, Fut>(
         &self,
         client: &Client,
+        deadline: Option<Instant>,
         mut request: F,
     ) -> Result<T, Failure>
     where
@@ -106,10 +117,17 @@ impl Shared {
     {
         let mut attempt = 0;
         loop {
-            let failure = match self
-                .attempt(self.options.request_timeout, request(client.clone()))
-                .await
-            {
+            let timeout = match deadline {
+                Some(deadline) => self
+                    .options
+                    .request_timeout
+                    .min(deadline.saturating_duration_since(Instant::now())),
+                None => self.options.request_timeout,
+            };
+            if timeout.is_zero() {
+                return Err(Failure::Unanswered("the call's deadline passed".into()));
+            }
+            let failure = match self.attempt(timeout, request(client.clone())).await {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };

@@ -167,6 +167,7 @@ impl Shared {
         &self,
         place: usize,
         claims: &[&NonceClaim],
+        deadline: Instant,
     ) -> Result<HashMap<u64, i64>, Failure> {
         let margin = self.options.lease_margin;
         // Each bucket's lease must keep its keys at least half the margin past the latest
@@ -189,22 +190,24 @@ impl Shared {
                 continue;
             }
             let bucket_end = (bucket + 1).saturating_mul(self.options.bucket_seconds);
-            let deadline = bucket_end.max(retain_until).saturating_add(margin);
-            let ttl = deadline
+            let expires = bucket_end.max(retain_until).saturating_add(margin);
+            let ttl = expires
                 .saturating_sub(self.clock.now())
                 .clamp(1, i64::MAX as u64) as i64;
             // A grant whose answer is lost leaves an unused lease, which etcd drops at its TTL.
             let granted = self
-                .call_on(&self.nonce_clients[place], |mut client| async move {
-                    client.lease_grant(ttl, None).await
-                })
+                .call_until(
+                    &self.nonce_clients[place],
+                    Some(deadline),
+                    |mut client| async move { client.lease_grant(ttl, None).await },
+                )
                 .await?;
             Counters::bump(&self.stats.leases_granted);
             self.nonces.store_lease(
                 (place, bucket),
                 Lease {
                     id: granted.id(),
-                    deadline,
+                    deadline: expires,
                 },
             );
             leases.insert(bucket, granted.id());
@@ -220,6 +223,7 @@ impl Shared {
         claims: &[&NonceClaim],
         leases: &HashMap<u64, i64>,
         write: WriteId,
+        deadline: Instant,
     ) -> Result<Vec<Found>, Failure> {
         let operations: Vec<TxnOp> = claims
             .iter()
@@ -242,7 +246,7 @@ impl Shared {
         let txn = Txn::new().and_then(operations);
         let started = Instant::now();
         let answer = self
-            .call_on(&self.nonce_clients[place], |mut client| {
+            .call_until(&self.nonce_clients[place], Some(deadline), |mut client| {
                 let txn = txn.clone();
                 async move { client.txn(txn).await }
             })
@@ -270,20 +274,25 @@ impl Shared {
         place: usize,
         claims: &[&NonceClaim],
         write: WriteId,
+        deadline: Instant,
     ) -> (Vec<Found>, Result<(), Failure>) {
         let mut found = Vec::with_capacity(claims.len());
         for chunk in claims.chunks(self.options.claims_per_txn()) {
             let answer = async {
-                let leases = self.leases(place, chunk).await?;
-                match self.claim_chunk(place, chunk, &leases, write).await {
+                let leases = self.leases(place, chunk, deadline).await?;
+                match self
+                    .claim_chunk(place, chunk, &leases, write, deadline)
+                    .await
+                {
                     Err(Failure::LeaseNotFound) => {
                         // The cluster lost a lease this node still held (restored from a
                         // backup, or a lease that outlived its deadline): grant new ones and
                         // send again. Nothing was written: etcd refused the whole transaction.
                         self.nonces
                             .forget_leases(leases.keys().map(|&bucket| (place, bucket)));
-                        let leases = self.leases(place, chunk).await?;
-                        self.claim_chunk(place, chunk, &leases, write).await
+                        let leases = self.leases(place, chunk, deadline).await?;
+                        self.claim_chunk(place, chunk, &leases, write, deadline)
+                            .await
                     }
                     answer => answer,
                 }
@@ -299,7 +308,16 @@ impl Shared {
     /// Every claim of `claims`, each on its cluster, the clusters in parallel. All or
     /// nothing: when any transaction fails, the keys the others created are deleted again
     /// (only if they still hold this write), so that an error consumes no certificate.
-    async fn claim_all(&self, claims: &[&NonceClaim], write: WriteId) -> Result<Vec<Found>, Error> {
+    ///
+    /// The whole call ends by `deadline`: a node that cannot get a definite answer in time
+    /// answers 503 rather than hold its queue (and its revocation check) for the length of
+    /// an election.
+    async fn claim_all(
+        &self,
+        claims: &[&NonceClaim],
+        write: WriteId,
+        deadline: Instant,
+    ) -> Result<Vec<Found>, Error> {
         let places = self.nonce_clients.len();
         let mut by_place: Vec<Vec<usize>> = vec![Vec::new(); places];
         for (index, claim) in claims.iter().enumerate() {
@@ -308,7 +326,7 @@ impl Shared {
         let answers =
             futures_util::future::join_all(by_place.iter().enumerate().map(|(place, indices)| {
                 let mine: Vec<&NonceClaim> = indices.iter().map(|&i| claims[i]).collect();
-                async move { self.claim_place(place, &mine, write).await }
+                async move { self.claim_place(place, &mine, write, deadline).await }
             }))
             .await;
         let failure = answers
@@ -469,7 +487,11 @@ impl NonceStore for EtcdStore {
             let to_send: Vec<&NonceClaim> = sent.iter().map(|&index| &claims[index]).collect();
             let write = shared.nonces.next_write();
             let found = self
-                .block_on(shared.claim_all(&to_send, write))
+                .block_on(shared.claim_all(
+                    &to_send,
+                    write,
+                    Instant::now() + shared.options.call_deadline,
+                ))
                 .inspect(|_| shared.stats.call_succeeded())
                 .inspect_err(|_| shared.stats.call_failed())?;
             // The request key now holding each sent certificate, for its repeats below.
@@ -552,6 +574,10 @@ mod tests {
         }
     }
 
+    fn soon() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(5)
+    }
+
     /// A transaction sent again after its answer was lost finds the keys its first attempt
     /// created and answers them `Fresh`; another batch's write finds them `Replayed`.
     #[test]
@@ -567,12 +593,16 @@ mod tests {
         let claims = [claim(1, None), claim(2, key)];
         let claims: Vec<&NonceClaim> = claims.iter().collect();
         let write = shared.nonces.next_write();
-        let first = store.block_on(shared.claim_all(&claims, write)).unwrap();
+        let first = store
+            .block_on(shared.claim_all(&claims, write, soon()))
+            .unwrap();
         assert_eq!(first, [Found::Created, Found::Created]);
-        let again = store.block_on(shared.claim_all(&claims, write)).unwrap();
+        let again = store
+            .block_on(shared.claim_all(&claims, write, soon()))
+            .unwrap();
         assert_eq!(again, [Found::Ours, Found::Ours], "the same write, resent");
         let other = store
-            .block_on(shared.claim_all(&claims, shared.nonces.next_write()))
+            .block_on(shared.claim_all(&claims, shared.nonces.next_write(), soon()))
             .unwrap();
         assert_eq!(other, [Found::Held(None), Found::Held(key)]);
     }

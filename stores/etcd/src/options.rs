@@ -40,6 +40,12 @@ pub struct EtcdOptions {
     /// connection) is sent in all, with the same write id, before the call fails with a
     /// retryable `store` error. At least 1.
     pub attempts: u32,
+    /// Longest a batch of nonces may wait for the cluster, retries included. Past it the
+    /// batch fails with a retryable error (503 to the platform) instead of holding the node's
+    /// queue through an election or a partition. A transaction whose answer was lost at the
+    /// deadline may still have consumed its certificates: a platform's retry with the same
+    /// `Idempotency-Key` is still answered `valid`.
+    pub call_deadline: Duration,
     /// Width of a nonce expiry bucket, seconds: each node holds one etcd lease per bucket.
     pub bucket_seconds: u64,
     /// How long, seconds, a nonce's key outlives its claim's `retain_until`: at least half of
@@ -76,6 +82,7 @@ impl Default for EtcdOptions {
             max_txn_ops: 128,
             request_timeout: Duration::from_secs(1),
             attempts: 4,
+            call_deadline: Duration::from_secs(2),
             bucket_seconds: 60,
             lease_margin: 300,
             expiry_interval: Duration::from_secs(10),
@@ -173,9 +180,9 @@ impl EtcdOptions {
         if self.max_txn_ops < 4 {
             return Err(Error::Config("max_txn_ops is at least 4"));
         }
-        if self.request_timeout.is_zero() || self.attempts == 0 {
+        if self.request_timeout.is_zero() || self.attempts == 0 || self.call_deadline.is_zero() {
             return Err(Error::Config(
-                "request_timeout and attempts must be positive",
+                "request_timeout, attempts and call_deadline must be positive",
             ));
         }
         if self.expiry_interval.is_zero() {

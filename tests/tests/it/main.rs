@@ -1,6 +1,7 @@
 //! cyberid's integration tests, one binary with a module per subject.
 
 mod annex_a;
+mod cluster;
 mod crash;
 mod full_disk;
 mod loadtest;
@@ -10,4 +11,3 @@ mod protocol_vectors;
 mod server;
 mod server_process;
 mod sm2_differential;
-mod two_nodes;

@@ -1,66 +1,26 @@
 //! The `cyberid` binary as a process: graceful shutdown on SIGTERM, the demo, the management
 //! commands.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use cyberid_engine::WebNumber;
 use cyberid_tests::node::{self, verdict, verify};
+use cyberid_tests::process::{self, wait_ready};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_cyberid_node");
 
 fn cyberid() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cyberid_node"))
+    process::cyberid(BINARY)
 }
 
 /// Starts `cyberid serve` on port 0 over `data_dir`; the child and its address.
-fn serve(data_dir: &Path) -> (Child, SocketAddr) {
-    let mut child = cyberid()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("cyberid listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (child, address)
+fn serve(data_dir: &Path) -> (Child, std::net::SocketAddr) {
+    process::serve(BINARY, data_dir, &[])
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap()
-}
-
-async fn wait_ready(address: SocketAddr) -> cyberid::Client {
-    for _ in 0..200 {
-        if let Ok(mut client) = cyberid::Client::connect(address).await
-            && let Ok((status, _)) = client.call(hyper::Method::GET, "/readyz", None, None).await
-            && status == 200
-        {
-            return client;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the node never became ready");
+    process::signal(child, "TERM")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -55,12 +55,12 @@ fn a_batch_is_all_or_nothing_across_clusters() {
     }
     second.wait_healthy(Duration::from_secs(30)).unwrap();
     let mut outcomes = store.consume_batch(&claims);
-    for _ in 0..20 {
+    for _ in 0..60 {
         if outcomes.is_ok() {
             break;
         }
         // The client may still hold its connections to the thawed members as broken.
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(500));
         outcomes = store.consume_batch(&claims);
     }
     let outcomes = outcomes.unwrap();

@@ -1,28 +1,22 @@
-//! Two nodes of one deployment on a real 3-member etcd cluster (started on loopback by the
-//! store crate's test support): one replay domain and one revocation set over HTTP.
+//! Nodes of one deployment on real 3-member etcd clusters (started on loopback by the store
+//! crate's test support): one replay domain and one revocation set over HTTP, and the
+//! deployment under faults (`failover`: the cluster's; `node_killed`: a node's; `partition`:
+//! a node cut off from its cluster).
+
+mod failover;
+mod node_killed;
+mod partition;
 
 use cyberid_engine::{Clock, SystemClock, WebNumber};
-use cyberid_store_etcd::testing::{Cluster, unique_name};
+use cyberid_tests::cluster::{start_cluster, store_url};
 use cyberid_tests::node::{Node, SHOP, verdict};
 use hyper::Method;
 use serde_json::json;
 
-/// `etcd://` URL of the cluster, under a prefix of this test's own.
-fn store_url(cluster: &Cluster, name: &str) -> String {
-    let hosts: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|endpoint| endpoint.trim_start_matches("http://").to_owned())
-        .collect();
-    format!("etcd://{}/test/{}", hosts.join(","), unique_name(name))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start().unwrap())
-        .await
-        .unwrap();
-    let url = store_url(&cluster, "two-nodes");
+    let cluster = start_cluster().await;
+    let url = store_url(&cluster.endpoints(), "two-nodes");
     // The deployment's history began before its certificates were issued.
     let begins = SystemClock.now() - 100;
     let configure = |config: &mut cyberid::ServeConfig| {
@@ -91,4 +85,19 @@ async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
         .await
         .unwrap();
     assert_eq!(status.as_u16(), 200, "{body}");
+
+    // The store's work is in the node's metrics.
+    let (status, body) = client
+        .call(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let text = body.as_str().unwrap();
+    let txns = text
+        .lines()
+        .find_map(|line| line.strip_prefix("cyberid_etcd_txns_total "))
+        .and_then(|count| count.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no transaction count in {text}"));
+    assert!(txns > 0);
+    assert!(text.contains("cyberid_etcd_view_age_seconds "));
 }
