@@ -29,6 +29,11 @@ struct Cli {
     /// The node: host:port, loopback unless --allow-remote.
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_target, help_heading = "Target")]
     target: SocketAddr,
+    /// Another node of the same deployment (nodes sharing one etcd store), host:port; may be
+    /// repeated. Connections are spread round-robin over --target and these, so replays cross
+    /// nodes too.
+    #[arg(long = "also-target", value_parser = parse_target, help_heading = "Target")]
+    also_targets: Vec<SocketAddr>,
     /// Allow a target that is not a loopback address (only a node of your own).
     #[arg(long, help_heading = "Target")]
     allow_remote: bool,
@@ -304,6 +309,7 @@ impl Cli {
             )
         };
         config.allow_remote = self.allow_remote;
+        config.also_targets.clone_from(&self.also_targets);
         if self.expect_any {
             // The baseline ignores credentials, but a node would want them.
             config.api_key = self.api_key.clone();

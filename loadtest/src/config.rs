@@ -101,6 +101,9 @@ impl Mode {
 pub struct Config {
     /// The node, `127.0.0.1:8080` by default.
     pub target: SocketAddr,
+    /// Further nodes of the same deployment (sharing one etcd store): the connections are
+    /// spread round-robin over `target` and these. Replays then cross nodes too.
+    pub also_targets: Vec<SocketAddr>,
     /// Allow a target that is not a loopback address.
     pub allow_remote: bool,
     /// The platform API key the verifications are sent with (`Authorization: Bearer`).
@@ -148,11 +151,30 @@ pub struct Config {
 }
 
 impl Config {
+    /// The node that connection `index` goes to: `target`, then each of `also_targets`, in
+    /// turn.
+    pub(crate) fn target_of(&self, index: usize) -> SocketAddr {
+        match index % (1 + self.also_targets.len()) {
+            0 => self.target,
+            other => self.also_targets[other - 1],
+        }
+    }
+
+    /// Every node, as the report names them.
+    pub(crate) fn targets_label(&self) -> String {
+        std::iter::once(&self.target)
+            .chain(&self.also_targets)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// A closed-loop run of valid certificates against `target`, with the platform `api_key`
     /// and certificates from `source`.
     pub fn new(target: SocketAddr, api_key: impl Into<String>, source: Source) -> Self {
         Self {
             target,
+            also_targets: Vec::new(),
             allow_remote: false,
             api_key: Some(api_key.into()),
             platform: None,
@@ -187,8 +209,11 @@ impl Config {
 
     /// Checks the whole configuration and resolves its bounds. Every refusal names the setting.
     pub(crate) fn plan(&self) -> Result<Plan, Error> {
-        if !self.allow_remote && !self.target.ip().is_loopback() {
-            return Err(Error::RemoteTarget(self.target));
+        if let Some(remote) = std::iter::once(&self.target)
+            .chain(&self.also_targets)
+            .find(|target| !self.allow_remote && !target.ip().is_loopback())
+        {
+            return Err(Error::RemoteTarget(*remote));
         }
         if self.connections == 0 || self.connections > 10_000 {
             return Err(Error::Config(format!(
@@ -434,6 +459,19 @@ mod tests {
         let mut v6 = config();
         v6.target = "[::1]:8080".parse().unwrap();
         v6.plan().unwrap();
+        let mut also = config();
+        also.also_targets = vec![SocketAddr::from(([192, 0, 2, 1], 8080))];
+        assert_eq!(also.plan().unwrap_err().code(), "remote_target");
+    }
+
+    #[test]
+    fn connections_take_the_targets_in_turn() {
+        let mut two = config();
+        let other = SocketAddr::from(([127, 0, 0, 1], 9090));
+        two.also_targets = vec![other];
+        let targets: Vec<SocketAddr> = (0..4).map(|index| two.target_of(index)).collect();
+        assert_eq!(targets, [two.target, other, two.target, other]);
+        assert_eq!(two.targets_label(), format!("{},{other}", two.target));
     }
 
     #[test]

@@ -127,12 +127,10 @@ async fn run_one(
     let prepared = prepared?;
     phase.duration = fit_to_certificates(&phase, &prepared)?;
     while connections.len() < config.connections {
-        let connection = open(config.target, config.timeout)
+        let address = config.target_of(connections.len());
+        let connection = open(address, config.timeout)
             .await
-            .map_err(|detail| Error::Connect {
-                address: config.target,
-                detail,
-            })?;
+            .map_err(|detail| Error::Connect { address, detail })?;
         connections.push(connection);
     }
     let label = match phase.schedule {
@@ -220,8 +218,9 @@ async fn run_phase(
     // requests' latency from their due time then showed as the node's.
     let workers: Vec<Worker> = connections
         .into_iter()
-        .map(|connection| Worker {
-            address: config.target,
+        .enumerate()
+        .map(|(index, connection)| Worker {
+            address: config.target_of(index),
             template: template.clone(),
             requests: requests.clone(),
             timeout: config.timeout,
@@ -559,7 +558,7 @@ fn assemble(
 
     let mut report = Report {
         harness: format!("cyberid-loadtest {}", env!("CARGO_PKG_VERSION")),
-        target: config.target.to_string(),
+        target: config.targets_label(),
         mode: config.mode.name().to_owned(),
         connections: config.connections,
         generator_threads: threads,

@@ -350,10 +350,12 @@ impl Shared {
         Ok(found)
     }
 
-    /// Deletes the keys this write created, where it is known to have created them. A
-    /// transaction without a definite answer may also have created keys; those stay consumed
-    /// (a retry of the same request with the same `Idempotency-Key` is still answered
-    /// `valid`, see `docs/store.md`).
+    /// Deletes the keys this write created, where it is known to have created them, for
+    /// claims that named no request key. A claim with a request key keeps its key: a
+    /// concurrent retry of the same request may already have been answered `valid` from it
+    /// (`Repeated`), and deleting it would let the certificate be fresh once more; the
+    /// platform's retry with that key is answered `valid` anyway. A transaction without a
+    /// definite answer may also have created keys; those stay consumed (see `docs/store.md`).
     async fn release(
         &self,
         claims: &[&NonceClaim],
@@ -365,7 +367,10 @@ impl Shared {
             let operations: Vec<TxnOp> = indices
                 .iter()
                 .zip(found)
-                .filter(|(_, found)| matches!(found, Found::Created | Found::Ours))
+                .filter(|(index, found)| {
+                    matches!(found, Found::Created | Found::Ours)
+                        && claims[**index].request.is_none()
+                })
                 .map(|(&index, _)| {
                     let claim = claims[index];
                     let key = self.keys.nonce(&claim.certificate_id);
