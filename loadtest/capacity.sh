@@ -3,7 +3,11 @@
 #
 #   loadtest/capacity.sh [SECONDS] [SECTION...]     (defaults: 5, every section)
 #
-# Sections: reference ceiling mix connections threads batch queue store allocator curve.
+# Sections: reference ceiling mix connections threads batch queue store allocator curve
+# cluster. The `cluster` section (not in the default list) starts a 3-member etcd cluster on
+# loopback (scripts/etcd-cluster.sh, needs etcd-server) and compares one node on RocksDB with
+# one and two nodes on etcd (flags @etcd and @two: the second node serves a copy of the first's
+# keys and credentials on the same store, and the harness spreads its connections over both).
 # Each row starts a fresh release node (its own data directory, history an hour back), runs
 # cyberid-loadtest against it for SECONDS, stops it, and prints one markdown table row:
 # throughput and latency from each request's due time (closed loop: from sending). Every run
@@ -24,8 +28,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cyberid-target}"
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
 node_pid=
+node_b_pid=
+etcd_hosts=
 cleanup() {
     stop_node
+    if [[ -n $etcd_hosts ]]; then
+        ETCD_CLUSTER_DIR=$work/etcd ETCD_CLUSTER_PORT=24790 scripts/etcd-cluster.sh clean >/dev/null
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -65,13 +74,62 @@ start_node() {
 }
 
 stop_node() {
+    if [[ -n $node_b_pid ]]; then
+        kill -TERM "$node_b_pid" 2>/dev/null || true
+        wait "$node_b_pid" 2>/dev/null || true
+        node_b_pid=
+    fi
     if [[ -n $node_pid ]]; then
         kill -TERM "$node_pid" 2>/dev/null || true
         wait "$node_pid" 2>/dev/null || true
         node_pid=
     fi
-    [[ -n ${data:-} ]] && rm -rf "$data"
+    [[ -n ${data:-} ]] && rm -rf "$data" "$data-b"
     data=
+}
+
+# start_etcd: the 3-member cluster of the `cluster` section, once.
+start_etcd() {
+    [[ -n $etcd_hosts ]] && return
+    command -v etcd >/dev/null || { echo "capacity: the cluster section needs etcd-server" >&2; exit 2; }
+    ETCD_CLUSTER_DIR=$work/etcd ETCD_CLUSTER_PORT=24790 scripts/etcd-cluster.sh start >/dev/null
+    etcd_hosts=127.0.0.1:24790,127.0.0.1:24791,127.0.0.1:24792
+    for _ in $(seq 100); do
+        curl -sf http://127.0.0.1:24790/health | grep -q '"health":"true"' && return
+        sleep 0.1
+    done
+    echo "capacity: the etcd cluster did not become healthy" >&2
+    exit 2
+}
+
+# start_sibling BINARY FLAGS...: a second node of the first's deployment (a copy of its keys
+# and credentials), on a free port: $address_b.
+start_sibling() {
+    local binary=$1
+    shift
+    cp -a "$data" "$data-b"
+    rm -rf "$data-b/store"
+    "$binary" serve --data-dir "$data-b" --listen 127.0.0.1:0 --log warn --node-id b "$@" \
+        >"$work/serve-b.out" 2>"$work/serve-b.err" &
+    node_b_pid=$!
+    address_b=
+    for _ in $(seq 200); do
+        address_b=$(sed -n 's|^cyberid listening on http://||p' "$work/serve-b.out")
+        [[ -n $address_b ]] && curl -sf "http://$address_b/readyz" >/dev/null && return
+        sleep 0.05
+    done
+    echo "capacity: the second node did not start:" >&2
+    cat "$work/serve-b.err" >&2
+    exit 2
+}
+
+# etcd_figures ADDRESS: keys per transaction, transactions and stalls from a node's metrics.
+etcd_figures() {
+    curl -sf "http://$1/metrics" | awk '
+        /^cyberid_etcd_keys_total / {keys = $2}
+        /^cyberid_etcd_txns_total / {txns = $2}
+        /^cyberid_etcd_stalls_total / {stalls = $2}
+        END {if (txns > 0) printf "%.1f keys/txn over %d txns, %d stalls", keys / txns, txns, stalls}'
 }
 
 # row LABEL "NODE FLAGS" HARNESS FLAGS...: one measured row.
@@ -80,14 +138,30 @@ row() {
     shift 2
     [[ $node_flags == *system-allocator* ]] && binary=$work/cyberid-system-allocator
     [[ $node_flags == *tmpfs* ]] && parent=/dev/shm
+    local store=() targets=()
+    if [[ $node_flags == *@etcd* ]]; then
+        start_etcd
+        # A deployment of its own per row: a fresh prefix, history an hour back.
+        store=(--store "etcd://$etcd_hosts/capacity/$(date +%s%N)"
+            --etcd-history-begins $(($(date +%s) - 3600)))
+    fi
     # shellcheck disable=SC2086 # the flags are words
-    start_node "$binary" "$parent" ${node_flags//@[a-z-]*/}
+    start_node "$binary" "$parent" ${node_flags//@[a-z-]*/} "${store[@]}"
+    if [[ $node_flags == *@two* ]]; then
+        # shellcheck disable=SC2086
+        start_sibling "$binary" ${node_flags//@[a-z-]*/} "${store[@]}"
+        targets=(--also-target "$address_b")
+    fi
     local out=$work/load.txt status=0
-    "$bin/cyberid-loadtest" --target "$address" --api-key "$api_key" --data-dir "$data" \
-        --authority-key "$authority_key" --quiet --warmup 2000 "$@" >"$out" 2>&1 || status=$?
+    "$bin/cyberid-loadtest" --target "$address" "${targets[@]}" --api-key "$api_key" \
+        --data-dir "$data" --authority-key "$authority_key" --quiet --warmup 2000 "$@" \
+        >"$out" 2>&1 || status=$?
+    local etcd=
+    [[ $node_flags == *@etcd* ]] && etcd="; node a: $(etcd_figures "$address")"
+    [[ $node_flags == *@two* ]] && etcd="$etcd; node b: $(etcd_figures "$address_b")"
     stop_node
     local result
-    result=$(sed -n 's/^result: //p' "$out" | tail -1)
+    result=$(sed -n 's/^result: //p' "$out" | tail -1)$etcd
     [[ $status == 0 ]] || result="$result (exit $status)"
     printf '| %s | `%s` | `%s` | %s | %s |\n' "$label" "${node_flags:-defaults}" "$*" \
         "$(figures "$out")" "${result:-$(tail -1 "$out")}"
@@ -180,6 +254,21 @@ for section in "${sections[@]}"; do
         row "system (glibc)" "@system-allocator" "${closed[@]}"
         row "mimalloc" "" "${closed[@]}"
         row "system (glibc)" "@system-allocator" "${closed[@]}"
+        ;;
+    cluster)
+        header "One replay domain past one node (closed loop, 64 connections, valid only)"
+        row "1 node, RocksDB (reference)" "" "${closed[@]}"
+        row "1 node, etcd" "@etcd" "${closed[@]}"
+        row "2 nodes, etcd" "@etcd @two" "${closed[@]}"
+        row "2 nodes, etcd, mix 90/4/2/2/1/1" "@etcd @two" "${closed[@]}" \
+            --mix valid=90,replayed=4,forged=2,expired=2,wrong-audience=1,revoked=1
+        header "One replay domain past one node: latency at fixed rates (open loop, 256 connections, valid)"
+        for rate in 2000 5000 8000; do
+            row "$rate/s, 1 node, RocksDB" "" --rate "$rate" --connections 256 --duration "$seconds"
+            row "$rate/s, 1 node, etcd" "@etcd" --rate "$rate" --connections 256 --duration "$seconds"
+            row "$rate/s, 2 nodes, etcd" "@etcd @two" --rate "$rate" --connections 256 \
+                --duration "$seconds"
+        done
         ;;
     curve)
         header "Latency curve (open loop, 256 connections, valid)"

@@ -2,20 +2,22 @@
 //! here, data on the temp directory's disk), and the latency of each batch (one transaction).
 //!
 //! ```sh
-//! cargo run --release -p cyberid-store-etcd --features testing --example throughput -- 64 10 1,4,16
+//! cargo run --release -p cyberid-store-etcd --features testing --example throughput -- 64 10 1,4,16 1
 //! ```
 //!
-//! Arguments: claims per batch (64), seconds per run (10), caller threads per run (1,4,16).
-//! Each run claims certificates never seen before, from its own callers on one node, after a
-//! one-second warm-up that is not counted.
+//! Arguments: claims per batch (64), seconds per run (10), caller threads per run (1,4,16),
+//! nonce clusters (1; with 2 or more the claims are split over that many clusters by
+//! certificate id). Each run claims certificates never seen before (random ids), from its own
+//! callers on one node, after a one-second warm-up that is not counted. At the end: the first
+//! cluster's database size per claim, before and after compaction and defragmentation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cyberid_engine::{CertificateId, NonceClaim, NonceOutcome, NonceStore, SystemClock};
-use cyberid_store_etcd::EtcdStore;
 use cyberid_store_etcd::testing::{Cluster, unique_name};
+use cyberid_store_etcd::{EtcdOptions, EtcdStore};
 use hdrhistogram::Histogram;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,15 +30,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
+    let clusters: usize = arguments.get(3).map_or(Ok(1), |a| a.parse())?;
 
     let cluster = Cluster::start()?;
+    let further: Vec<Cluster> = (1..clusters)
+        .map(|_| Cluster::start())
+        .collect::<Result<_, _>>()?;
     println!(
-        "etcd cluster: 3 members on loopback, data in {}",
+        "etcd: {clusters} cluster(s) of 3 members on loopback, the first's data in {}",
         cluster.dir().display()
     );
+    let size_before: i64 = cluster.db_sizes()?.into_iter().max().unwrap_or(0);
+    let mut total_claims = 0u64;
     for &callers in &threads {
         let store = Arc::new(EtcdStore::connect(
-            cluster.options(&unique_name("throughput")),
+            EtcdOptions {
+                nonce_clusters: further.iter().map(Cluster::endpoints).collect(),
+                ..cluster.options(&unique_name("throughput"))
+            },
             Arc::new(SystemClock),
         )?);
         let now = store.history_begins();
@@ -57,11 +68,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     while !stop.load(Ordering::Relaxed) {
                         let claims_now: Vec<NonceClaim> = (0..batch)
                             .map(|_| {
-                                let n = counter.fetch_add(1, Ordering::Relaxed);
-                                let mut id = [0u8; 16];
-                                id[..8].copy_from_slice(&n.to_be_bytes());
+                                counter.fetch_add(1, Ordering::Relaxed);
                                 NonceClaim {
-                                    certificate_id: CertificateId::from_bytes(id),
+                                    certificate_id: CertificateId::generate().expect("random"),
                                     usable_from: now,
                                     expires_at: now + 300,
                                     retain_until: now + 330,
@@ -110,6 +119,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (after.keys - before.keys) as f64 / (after.txns - before.txns).max(1) as f64,
             after.retries - before.retries,
         );
+        total_claims += counter.load(Ordering::Relaxed);
     }
+    // Every claim is a revision of its own; the keys live until their leases end (retention
+    // plus the lease margin), so none has expired yet here.
+    let per_claim = |bytes: i64| (bytes - size_before) as f64 / total_claims.max(1) as f64;
+    let size_after: i64 = cluster.db_sizes()?.into_iter().max().unwrap_or(0);
+    cluster.compact()?;
+    cluster.defragment()?;
+    let size_compacted: i64 = cluster.db_sizes()?.into_iter().max().unwrap_or(0);
+    let mib = |bytes: i64| bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "first cluster's database: {:.1} MiB before, {:.1} MiB after {total_claims} claims \
+         ({:.0} B per claim, {clusters} cluster(s)); {:.1} MiB after compaction and \
+         defragmentation ({:.0} B per live key)",
+        mib(size_before),
+        mib(size_after),
+        per_claim(size_after),
+        mib(size_compacted),
+        per_claim(size_compacted),
+    );
     Ok(())
 }

@@ -360,6 +360,37 @@ impl Cluster {
         ))
     }
 
+    /// The backend database size of each running member, bytes (etcd's `dbSize`: what counts
+    /// against `--quota-backend-bytes`).
+    pub fn db_sizes(&self) -> io::Result<Vec<i64>> {
+        let endpoints = self.endpoints_running();
+        self.runtime().block_on(async {
+            let mut sizes = Vec::new();
+            for endpoint in endpoints {
+                let mut client = Client::connect([endpoint], None)
+                    .await
+                    .map_err(io::Error::other)?;
+                sizes.push(client.status().await.map_err(io::Error::other)?.db_size());
+            }
+            Ok(sizes)
+        })
+    }
+
+    /// Defragments every running member, one after the other, giving the space that
+    /// compaction freed back to the file system.
+    pub fn defragment(&self) -> io::Result<()> {
+        let endpoints = self.endpoints_running();
+        self.runtime().block_on(async {
+            for endpoint in endpoints {
+                let mut client = Client::connect([endpoint], None)
+                    .await
+                    .map_err(io::Error::other)?;
+                client.defragment().await.map_err(io::Error::other)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Compacts the cluster's history up to its current revision (physically), so that a
     /// watch from an older revision fails as after a long disconnection.
     pub fn compact(&self) -> io::Result<i64> {
