@@ -15,7 +15,8 @@
 # runs first and last as the reference for a shared, noisy machine. The node and the generator
 # share the cores unless a row says otherwise, as a co-located generator would; the
 # generator's cost is read from the `ceiling` row. Needs curl, taskset; the `store` section's
-# tmpfs row uses /dev/shm.
+# tmpfs row uses /dev/shm. CAPACITY_PREBUILT=1 skips the build and uses the release binaries
+# already in the build directory.
 set -euo pipefail
 
 seconds=${1:-5}
@@ -39,10 +40,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building release binaries (the system-allocator node is built aside first)"
-cargo build --release --quiet -p cyberid --features system-allocator
-cp "$bin/cyberid" "$work/cyberid-system-allocator"
-cargo build --release --quiet -p cyberid -p cyberid-loadtest
+# The system-allocator node only for the allocator section: the feature changes the
+# dependency graph's features, which makes cargo build RocksDB a second time (10-30 minutes
+# here) in the same build directory.
+if [[ " ${sections[*]} " == *" allocator "* ]]; then
+    echo "== building the system-allocator node aside (a second RocksDB build)"
+    cargo build --release --quiet -p cyberid --features system-allocator
+    cp "$bin/cyberid" "$work/cyberid-system-allocator"
+fi
+if [[ -n ${CAPACITY_PREBUILT:-} ]]; then
+    # Binaries built by another command in this build directory: building here with another
+    # package selection could change dependency features and so build RocksDB again.
+    echo "== using the binaries in $bin"
+else
+    echo "== building release binaries"
+    cargo build --release --quiet -p cyberid -p cyberid-loadtest
+fi
 
 reference() {
     echo "== reference ($1): $(openssl speed -seconds 3 sm2 2>/dev/null | awk '/SM2/ {print $NF " SM2 verify/s, " $(NF-1) " sign/s"}')"

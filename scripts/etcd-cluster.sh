@@ -67,7 +67,8 @@ start() {
             --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
             --initial-cluster "$(initial_cluster)" --initial-cluster-state "$state" \
             --initial-cluster-token cyberid-dev --logger zap \
-            --auto-compaction-mode periodic --auto-compaction-retention 1h \
+            --auto-compaction-mode periodic --auto-compaction-retention 5m \
+            --quota-backend-bytes 8589934592 \
             </dev/null >>"$dir/m$m.log" 2>&1 &
         echo $! >"$dir/m$m.pid"
         echo "m$m started (pid $!, client $client, log $dir/m$m.log)"
