@@ -17,26 +17,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod api;
-mod app;
+// One job per module; each depends only on those listed after it:
+// cli (the command line and the demo) -> http (routes, the listener, a test client) -> node
+// (the running node's state: engine, store, metrics) -> auth (who is calling) -> datadir (the
+// files on disk, credentials editing) -> config, error.
+mod auth;
 mod cli;
-mod client;
 mod config;
-mod credentials;
 mod datadir;
-mod demo;
 mod error;
-mod metrics;
-mod server;
-mod store;
+mod http;
+mod node;
 
-#[doc(hidden)]
-pub use api::ROUTES;
 pub use cli::run as run_cli;
-#[doc(hidden)]
-pub use client::Client;
 pub use config::{LogFormat, ServeArgs, ServeConfig};
-pub use credentials::Scope;
 pub use datadir::DataDir;
+pub use datadir::credentials::Scope;
 pub use error::Error;
-pub use server::Server;
+#[doc(hidden)]
+pub use http::ROUTES;
+#[doc(hidden)]
+pub use http::client::Client;
+pub use http::server::Server;

@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+pub(crate) mod credentials;
+
 const MARKER: &str = "cyberid-data";
 const MARKER_CONTENT: &str = "cyberid data directory, layout 1\n";
 const SECRET: &str = "credential.secret";
@@ -168,23 +170,6 @@ impl DataDir {
     pub fn generate_key(&self, issuing: bool, now: u64) -> Result<KeyId, Error> {
         let key = IssuerSigningKey::generate()?;
         self.add_key(key.public_key(), Some(&key), issuing, now)
-    }
-
-    /// Registers a platform with its scopes and optional rate limit (requests per second, 0 for
-    /// unlimited); returns its first API key, which is not stored anywhere.
-    pub fn add_platform(
-        &self,
-        id: &cyberid_engine::PlatformId,
-        scopes: &[crate::Scope],
-        rate_limit: Option<u32>,
-        now: u64,
-    ) -> Result<String, Error> {
-        crate::credentials::add_platform(self, id, scopes, rate_limit, now)
-    }
-
-    /// Registers an authority; returns its first API key, which is not stored anywhere.
-    pub fn add_authority(&self, id: &str, now: u64) -> Result<String, Error> {
-        crate::credentials::add_authority(self, id, now)
     }
 
     /// Creates the store with its history beginning at `history_begins` (see

@@ -11,9 +11,27 @@ use cyberid_engine::{Certificate, Clock, PlatformId, SystemClock, WebNumber};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::cli::{DemoArgs, init_logging, runtime, shutdown_signal};
-use crate::client::Client;
+use super::process::{init_logging, runtime, shutdown_signal};
+use crate::http::client::Client;
 use crate::{DataDir, Error, LogFormat, Scope, ServeConfig, Server};
+
+/// Settings of `cyberid demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Data directory for the demo node; a new temporary directory when absent.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Print a certificate as a QR code in the terminal.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) qr: bool,
+    /// Shut down after the demo instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub(crate) exit: bool,
+}
+
 
 const PLATFORM: &str = "demo.shop";
 const AUTHORITY: &str = "demo-authority";

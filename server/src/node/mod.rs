@@ -7,10 +7,13 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cyberid_engine::{Clock, Issuer, KeyId, KeyRegistry, Pipeline, SystemClock, Verifier};
 
-use crate::credentials::Credentials;
+mod metrics;
+mod store;
+
+use crate::auth::Credentials;
 use crate::datadir::{DataDir, LoadedKey};
-use crate::metrics::{Metrics, Sizes};
-use crate::store::{self, NodeStore};
+use self::metrics::{Metrics, Sizes};
+use self::store::NodeStore;
 use crate::{Error, ServeConfig};
 
 /// The engine of a node whose store is open. Field order is drop order: the pipeline answers

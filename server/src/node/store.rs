@@ -13,7 +13,7 @@ use cyberid_store_rocksdb::DurableStore;
 
 use crate::ServeConfig;
 use crate::datadir::DataDir;
-use crate::metrics::Metrics;
+use super::metrics::Metrics;
 
 /// What a node needs of its store: both halves of the state, and whether it can serve.
 pub(crate) trait NodeStore: NonceStore + RevocationSet + std::fmt::Debug {

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::app::App;
+use crate::node::App;
 use crate::datadir::DataDir;
 use crate::{Error, ServeConfig};
 
@@ -155,7 +155,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Rece
         let service_app = app.clone();
         let service = service_fn(move |request| {
             let app = service_app.clone();
-            async move { Ok::<_, Infallible>(crate::api::handle(app, request).await) }
+            async move { Ok::<_, Infallible>(super::handle(app, request).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         let app = app.clone();

@@ -2,14 +2,18 @@
 //! platforms, authorities). Management commands edit files under the directory's lock; a
 //! running server picks the changes up within a second.
 
+mod demo;
+mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cyberid_engine::{Clock, IssuerPublicKey, IssuerSigningKey, KeyId, PlatformId, SystemClock};
-use tracing_subscriber::EnvFilter;
 
-use crate::credentials::{self, CredentialsFile};
+use self::demo::DemoArgs;
+use self::process::{init_logging, runtime, shutdown_signal};
+use crate::datadir::credentials::{self, CredentialsFile};
 use crate::{DataDir, Error, LogFormat, Scope, ServeArgs, ServeConfig, Server};
 
 /// cyberid: verification tier of the national network identity service.
@@ -55,23 +59,6 @@ enum Command {
     /// Authorities (who may suspend, revoke and reinstate) and their API keys.
     #[command(subcommand)]
     Authority(AuthorityCommand),
-}
-
-/// Settings of `cyberid demo`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct DemoArgs {
-    /// Data directory for the demo node; a new temporary directory when absent.
-    #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub(crate) listen: std::net::SocketAddr,
-    /// Print a certificate as a QR code in the terminal.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub(crate) qr: bool,
-    /// Shut down after the demo instead of serving until Ctrl-C.
-    #[arg(long)]
-    pub(crate) exit: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,7 +196,7 @@ fn now() -> u64 {
 fn execute(command: Command) -> Result<(), Error> {
     match command {
         Command::Serve(args) => serve(&args),
-        Command::Demo(args) => crate::demo::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Init {
             dir,
             history_begins,
@@ -226,30 +213,6 @@ fn execute(command: Command) -> Result<(), Error> {
         Command::Platform(command) => platform(command),
         Command::Authority(command) => authority(command),
     }
-}
-
-pub(crate) fn init_logging(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests, the demo) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Plain => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
-
-pub(crate) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Error> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
-    builder
-        .thread_name("cyberid-http")
-        .enable_all()
-        .build()
-        .map_err(Error::io("start the async runtime"))
 }
 
 fn serve(args: &ServeArgs) -> Result<(), Error> {
@@ -269,20 +232,6 @@ fn serve(args: &ServeArgs) -> Result<(), Error> {
         shutdown_signal().await?;
         server.shutdown().await
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub(crate) async fn shutdown_signal() -> Result<(), Error> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(Error::io("install the SIGTERM handler"))?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(Error::io("install the SIGINT handler"))?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
-    }
-    Ok(())
 }
 
 fn key(command: KeyCommand) -> Result<(), Error> {

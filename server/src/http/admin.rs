@@ -11,8 +11,8 @@ use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
 use super::{Answer, ApiError, authenticate, body, internal, json, read_body};
-use crate::app::App;
-use crate::credentials::Principal;
+use crate::node::App;
+use crate::auth::Principal;
 
 const HISTORY_MAX_LIMIT: usize = 1000;
 

@@ -6,6 +6,8 @@
 
 mod admin;
 mod body;
+pub(crate) mod client;
+pub(crate) mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +23,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use crate::app::{App, Readiness};
-use crate::credentials::{AuthError, Platform, Principal, Scope};
+use crate::node::{App, Readiness};
+use crate::Scope;
+use crate::auth::{AuthError, Platform, Principal};
 
 /// A failed request: status, stable code, message. Messages never carry identity data and never
 /// echo what the request sent: they name a field, a position or a rule.
@@ -471,7 +474,7 @@ fn internal() -> ApiError {
 
 impl App {
     /// The opened engine, or why requests cannot be served yet.
-    fn engine(&self) -> Result<Arc<crate::app::Engine>, ApiError> {
+    fn engine(&self) -> Result<Arc<crate::node::Engine>, ApiError> {
         self.opened_engine().ok_or_else(|| {
             let readiness = self.readiness();
             ApiError::new(
