@@ -25,6 +25,32 @@ pub enum LogFormat {
     Json,
 }
 
+/// How a default value reads in `--help`.
+trait ShowDefault {
+    fn show(&self) -> String;
+}
+
+macro_rules! show_by_display {
+    ($($ty:ty),+) => { $( impl ShowDefault for $ty {
+        fn show(&self) -> String { self.to_string() }
+    } )+ };
+}
+show_by_display!(usize, u64, u32, u16, bool, String, SocketAddr);
+
+impl ShowDefault for PathBuf {
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl ShowDefault for LogFormat {
+    fn show(&self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |value| value.get_name().to_owned())
+    }
+}
+
 macro_rules! settings {
     ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr, env $env:literal
         $(, arg($($arg:tt)*))?; )+) => {
@@ -57,6 +83,24 @@ macro_rules! settings {
             )+
         }
 
+        impl ServeArgs {
+            /// `serve`'s flags with each setting's default appended to its help, taken from
+            /// [`ServeConfig::default`]: the help text never states a default of its own.
+            pub(crate) fn document_defaults(command: clap::Command) -> clap::Command {
+                let defaults = ServeConfig::default();
+                command $( .mut_arg(stringify!($name), |arg| {
+                    let shown = format!("[default: {}]", ShowDefault::show(&defaults.$name));
+                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                    let long = arg.get_long_help().map(ToString::to_string);
+                    let arg = arg.help(format!("{help} {shown}"));
+                    match long {
+                        Some(long) => arg.long_help(format!("{long} {shown}")),
+                        None => arg,
+                    }
+                }) )+
+            }
+        }
+
         impl ServeConfig {
             fn overlay(&mut self, args: &ServeArgs) {
                 $( if let Some(value) = &args.$name { self.$name = value.clone(); } )+
@@ -67,77 +111,70 @@ macro_rules! settings {
 
 settings! {
     /// Data directory: the RocksDB store, issuer keys and credentials. Created if missing.
-    /// [default: cyberid-data]
     data_dir: PathBuf = PathBuf::from("cyberid-data"), env "CYBERID_DATA_DIR";
     /// Where the revocation set and the replay nonces live: `rocksdb` (embedded, in the data
     /// directory; one node) or `etcd://host:port[,host:port...][/prefix]` (an etcd cluster
     /// shared by every node of a deployment; further clusters that share the nonces follow
-    /// after `+`, e.g. `etcd://a1:2379,a2:2379+b1:2379,b2:2379/cyberid`). [default: rocksdb]
+    /// after `+`, e.g. `etcd://a1:2379,a2:2379+b1:2379,b2:2379/cyberid`).
     store: String = "rocksdb".into(), env "CYBERID_STORE";
     /// This node's name in a shared store (kept with each nonce it consumes): 1 to 64
-    /// characters from A-Z a-z 0-9 - _ . : [default: cyberid]
+    /// characters from A-Z a-z 0-9 - _ . :
     node_id: String = "cyberid".into(), env "CYBERID_NODE_ID";
     /// For a new etcd deployment only (nothing recorded under its prefix yet): the Unix time
     /// its history begins; 0 is the moment its first node connects. The embedded store takes
-    /// this from `cyberid init --history-begins` instead. [default: 0]
+    /// this from `cyberid init --history-begins` instead.
     etcd_history_begins: u64 = 0, env "CYBERID_ETCD_HISTORY_BEGINS";
-    /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:8080]
+    /// Address to listen on; port 0 picks a free port.
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "CYBERID_LISTEN";
     /// Make this node a trusted issuer: serve POST /v1/certificates, which signs certificates
     /// for any Web Number with this node's issuing key, to platforms with the issue scope. Off,
     /// the route answers 404 issue_disabled. `--issue-endpoint` alone means true.
-    /// [default: false]
     issue_endpoint: bool = false, env "CYBERID_ISSUE_ENDPOINT",
         arg(num_args = 0..=1, default_missing_value = "true");
-    /// Largest request body accepted, bytes; larger ones get 413. [default: 8192]
+    /// Largest request body accepted, bytes; larger ones get 413.
     max_body_bytes: usize = 8192, env "CYBERID_MAX_BODY_BYTES";
-    /// Most simultaneous client connections; more wait in the listen backlog. [default: 10000]
+    /// Most simultaneous client connections; more wait in the listen backlog.
     max_connections: usize = 10_000, env "CYBERID_MAX_CONNECTIONS";
-    /// Time a client has to send a request's headers, milliseconds. [default: 5000]
+    /// Time a client has to send a request's headers, milliseconds.
     header_timeout_ms: u64 = 5_000, env "CYBERID_HEADER_TIMEOUT_MS";
-    /// Time a client has to send a request's body, milliseconds; 408 after. [default: 5000]
+    /// Time a client has to send a request's body, milliseconds; 408 after.
     body_timeout_ms: u64 = 5_000, env "CYBERID_BODY_TIMEOUT_MS";
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish, milliseconds.
-    /// [default: 10000]
     shutdown_grace_ms: u64 = 10_000, env "CYBERID_SHUTDOWN_GRACE_MS";
     /// Requests per second for platforms whose credentials set no limit of their own; 0 is
-    /// unlimited. [default: 0]
+    /// unlimited.
     rate_limit: u32 = 0, env "CYBERID_RATE_LIMIT";
-    /// Seconds a 503 (queue full) tells the client to wait in Retry-After. [default: 1]
+    /// Seconds a 503 (queue full) tells the client to wait in Retry-After.
     retry_after_s: u64 = 1, env "CYBERID_RETRY_AFTER_S";
-    /// Tokio worker threads (HTTP); 0 is one per core. [default: 0]
+    /// Tokio worker threads (HTTP); 0 is one per core.
     workers: usize = 0, env "CYBERID_WORKERS";
-    /// Signature-checking threads (rayon); 0 is one per core. [default: 0]
+    /// Signature-checking threads (rayon); 0 is one per core.
     verify_threads: usize = 0, env "CYBERID_VERIFY_THREADS";
     /// Most verifications in one batch (one parallel signature pass, one nonce commit).
-    /// [default: 64]
-    max_batch: usize = 64, env "CYBERID_MAX_BATCH";
+    max_batch: usize = PipelineConfig::default().max_batch, env "CYBERID_MAX_BATCH";
     /// How long a batch waits for more requests after its first, microseconds; 0 never delays
-    /// a request. [default: 0]
-    max_wait_us: u64 = 0, env "CYBERID_MAX_WAIT_US";
+    /// a request.
+    max_wait_us: u64 = PipelineConfig::default().max_wait.as_micros() as u64, env "CYBERID_MAX_WAIT_US";
     /// Verifications that may wait for a batch; past it requests get 503 at once.
-    /// [default: 4096]
-    queue_capacity: usize = 4096, env "CYBERID_QUEUE_CAPACITY";
-    /// Clock difference tolerated between issuer and verifier, seconds. [default: 30]
+    queue_capacity: usize = PipelineConfig::default().queue_capacity, env "CYBERID_QUEUE_CAPACITY";
+    /// Clock difference tolerated between issuer and verifier, seconds.
     clock_skew_s: u64 = VerifierConfig::DEFAULT_SKEW, env "CYBERID_CLOCK_SKEW_S";
-    /// Longest certificate lifetime accepted, seconds. [default: 300]
+    /// Longest certificate lifetime accepted, seconds.
     max_lifetime_s: u16 = VerifierConfig::DEFAULT_MAX_LIFETIME, env "CYBERID_MAX_LIFETIME_S";
-    /// Lifetime of issued certificates when the request names none, seconds. [default: 180]
+    /// Lifetime of issued certificates when the request names none, seconds.
     issue_lifetime_s: u16 = IssuerPolicy::DEFAULT_LIFETIME, env "CYBERID_ISSUE_LIFETIME_S";
-    /// Most nonces in one group commit (one fsync). [default: 1024]
-    group_commit_max_keys: usize = 1024, env "CYBERID_GROUP_COMMIT_MAX_KEYS";
+    /// Most nonces in one group commit (one fsync).
+    group_commit_max_keys: usize = StoreOptions::default().group_commit_max_keys, env "CYBERID_GROUP_COMMIT_MAX_KEYS";
     /// How long a group commit waits for more nonces, microseconds; 0 adds no latency.
-    /// [default: 0]
-    group_commit_wait_us: u64 = 0, env "CYBERID_GROUP_COMMIT_WAIT_US";
+    group_commit_wait_us: u64 = StoreOptions::default().group_commit_wait.as_micros() as u64, env "CYBERID_GROUP_COMMIT_WAIT_US";
     /// Bound on replay nonces held in memory; past it verifications fail with 503 rather than
-    /// forget one. [default: 50000000]
-    max_live_nonces: usize = 50_000_000, env "CYBERID_MAX_LIVE_NONCES";
-    /// RocksDB memtable size per column family, MiB. [default: 16]
-    memtable_mib: usize = 16, env "CYBERID_MEMTABLE_MIB";
-    /// Log format. [default: plain]
+    /// forget one.
+    max_live_nonces: usize = StoreOptions::default().max_live_nonces, env "CYBERID_MAX_LIVE_NONCES";
+    /// RocksDB memtable size per column family, MiB.
+    memtable_mib: usize = StoreOptions::default().memtable_bytes >> 20, env "CYBERID_MEMTABLE_MIB";
+    /// Log format.
     log_format: LogFormat = LogFormat::Plain, env "CYBERID_LOG_FORMAT";
     /// Log filter, in tracing's EnvFilter syntax (e.g. "info", "cyberid=debug").
-    /// [default: info]
     log: String = "info".to_owned(), env "CYBERID_LOG";
 }
 

@@ -8,7 +8,7 @@ mod process;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cyberid_engine::{Clock, IssuerPublicKey, IssuerSigningKey, KeyId, PlatformId, SystemClock};
 
 use self::demo::DemoArgs;
@@ -179,7 +179,10 @@ enum AuthorityCommand {
 
 /// Runs the command line; the process's exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -187,6 +190,12 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with `serve`'s defaults written into its help from the settings' one
+/// source ([`ServeConfig::default`]).
+fn command() -> clap::Command {
+    Cli::command().mut_subcommand("serve", ServeArgs::document_defaults)
 }
 
 fn now() -> u64 {
@@ -386,6 +395,23 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn serve_help_shows_each_default_from_the_settings() {
+        let mut serve = command().find_subcommand_mut("serve").unwrap().clone();
+        let help = serve.render_long_help().to_string();
+        let defaults = ServeConfig::default();
+        for expected in [
+            format!("[default: {}]", defaults.max_batch),
+            format!("[default: {}]", defaults.queue_capacity),
+            format!("[default: {}]", defaults.max_live_nonces),
+            "[default: rocksdb]".to_owned(),
+            "[default: plain]".to_owned(),
+            "[default: 127.0.0.1:8080]".to_owned(),
+        ] {
+            assert!(help.contains(&expected), "{expected} not in {help}");
+        }
+    }
 
     #[test]
     fn the_command_line_is_consistent() {
