@@ -32,7 +32,6 @@ pub(crate) struct DemoArgs {
     pub(crate) exit: bool,
 }
 
-
 const PLATFORM: &str = "demo.shop";
 const AUTHORITY: &str = "demo-authority";
 

@@ -14,7 +14,7 @@ use cyberid_engine::{Clock, IssuerPublicKey, IssuerSigningKey, KeyId, PlatformId
 use self::demo::DemoArgs;
 use self::process::{init_logging, runtime, shutdown_signal};
 use crate::datadir::credentials::{self, CredentialsFile};
-use crate::{DataDir, Error, LogFormat, Scope, ServeArgs, ServeConfig, Server};
+use crate::{DataDir, Error, Scope, ServeArgs, ServeConfig, Server};
 
 /// cyberid: verification tier of the national network identity service.
 #[derive(Debug, Parser)]

@@ -42,4 +42,3 @@ pub(crate) async fn shutdown_signal() -> Result<(), Error> {
     }
     Ok(())
 }
-

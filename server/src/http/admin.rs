@@ -11,8 +11,8 @@ use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
 use super::{Answer, ApiError, authenticate, body, internal, json, read_body};
-use crate::node::App;
 use crate::auth::Principal;
+use crate::node::App;
 
 const HISTORY_MAX_LIMIT: usize = 1000;
 

@@ -23,9 +23,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use crate::node::{App, Readiness};
 use crate::Scope;
 use crate::auth::{AuthError, Platform, Principal};
+use crate::node::{App, Readiness};
 
 /// A failed request: status, stable code, message. Messages never carry identity data and never
 /// echo what the request sent: they name a field, a position or a rule.

@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::node::App;
 use crate::datadir::DataDir;
+use crate::node::App;
 use crate::{Error, ServeConfig};
 
 /// How often the server looks for changes to `keys.toml` and `credentials.toml`.

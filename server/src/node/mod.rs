@@ -10,10 +10,10 @@ use cyberid_engine::{Clock, Issuer, KeyId, KeyRegistry, Pipeline, SystemClock, V
 mod metrics;
 mod store;
 
-use crate::auth::Credentials;
-use crate::datadir::{DataDir, LoadedKey};
 use self::metrics::{Metrics, Sizes};
 use self::store::NodeStore;
+use crate::auth::Credentials;
+use crate::datadir::{DataDir, LoadedKey};
 use crate::{Error, ServeConfig};
 
 /// The engine of a node whose store is open. Field order is drop order: the pipeline answers

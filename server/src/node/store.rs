@@ -11,9 +11,9 @@ use cyberid_engine::{Clock, Error, NonceStore, RevocationSet};
 use cyberid_store_etcd::{EtcdStats, EtcdStore};
 use cyberid_store_rocksdb::DurableStore;
 
+use super::metrics::Metrics;
 use crate::ServeConfig;
 use crate::datadir::DataDir;
-use super::metrics::Metrics;
 
 /// What a node needs of its store: both halves of the state, and whether it can serve.
 pub(crate) trait NodeStore: NonceStore + RevocationSet + std::fmt::Debug {
