@@ -10,7 +10,8 @@
 //! The batcher takes the first waiting request at once and everything queued behind it, up to
 //! `max_batch`: a lone request never waits for a batch to fill, and under load requests that
 //! arrive while one batch is checked form the next. The settler runs the stateful part of one
-//! batch (including its fsync) while the batcher checks signatures of the next. A full queue is
+//! batch (including its fsync) while the batcher checks signatures of the next; with
+//! `settlers` above one, several batches settle at once (a store across the network). A full queue is
 //! refused at once with [`Error::Overloaded`], never a hang.
 
 use std::sync::Arc;
@@ -36,6 +37,11 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     /// Threads of the rayon pool that checks signatures.
     pub threads: usize,
+    /// Batches settled at once (revocation check, nonce commit), each on a thread of its
+    /// own. One suits a store that answers in microseconds or groups concurrent commits
+    /// itself; a store a network round trip away (etcd) needs several batches in flight, or
+    /// the node waits on one round trip at a time.
+    pub settlers: usize,
 }
 
 impl Default for PipelineConfig {
@@ -45,6 +51,7 @@ impl Default for PipelineConfig {
             max_wait: Duration::ZERO,
             queue_capacity: 4096,
             threads: std::thread::available_parallelism().map_or(2, usize::from),
+            settlers: 1,
         }
     }
 }
@@ -136,9 +143,13 @@ impl Pipeline {
         config: PipelineConfig,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Self, Error> {
-        if config.max_batch == 0 || config.queue_capacity == 0 || config.threads == 0 {
+        if config.max_batch == 0
+            || config.queue_capacity == 0
+            || config.threads == 0
+            || config.settlers == 0
+        {
             return Err(Error::Config(
-                "max_batch, queue_capacity and threads must be positive",
+                "max_batch, queue_capacity, threads and settlers must be positive",
             ));
         }
         let pool = rayon::ThreadPoolBuilder::new()
@@ -147,9 +158,9 @@ impl Pipeline {
             .build()
             .map_err(|_| Error::Config("cannot start the verification threads"))?;
         let (queue, jobs) = crossbeam_channel::bounded::<Job>(config.queue_capacity);
-        // Two checked batches in flight: one settling, one waiting; the batcher then blocks,
-        // which bounds memory and lets the queue, not this hand-off, absorb bursts.
-        let (checked_sender, checked) = crossbeam_channel::bounded::<Checked>(1);
+        // One checked batch waiting per settler besides those settling; the batcher then
+        // blocks, which bounds memory and lets the queue, not this hand-off, absorb bursts.
+        let (checked_sender, checked) = crossbeam_channel::bounded::<Checked>(config.settlers);
         let stats = Arc::new(PipelineStats::default());
 
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
@@ -175,14 +186,18 @@ impl Pipeline {
                 }),
             )?
         };
-        let settler = spawn(
-            "cyberid-settler",
-            Box::new(move || run_settler(&verifier, &checked)),
-        )?;
+        let mut threads = vec![batcher];
+        for _ in 0..config.settlers {
+            let (verifier, checked) = (verifier.clone(), checked.clone());
+            threads.push(spawn(
+                "cyberid-settler",
+                Box::new(move || run_settler(&verifier, &checked)),
+            )?);
+        }
         Ok(Self {
             queue: Some(queue),
             stats,
-            threads: vec![batcher, settler],
+            threads,
             config,
         })
     }

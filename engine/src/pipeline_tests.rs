@@ -183,3 +183,92 @@ fn bad_settings_are_refused() {
     let error = Pipeline::start(verifier(Arc::new(MemoryNonceStore::new(0))), config).unwrap_err();
     assert_eq!(error.code(), "config");
 }
+
+/// A nonce store a network round trip away: each call waits until another is in flight too
+/// (or a second passes), and records how many ran at once.
+#[derive(Debug)]
+struct RoundTrip {
+    inner: MemoryNonceStore,
+    inside: Mutex<usize>,
+    most: Mutex<usize>,
+    arrived: std::sync::Condvar,
+}
+
+impl NonceStore for RoundTrip {
+    fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
+        let mut inside = self.inside.lock().unwrap();
+        *inside += 1;
+        {
+            let mut most = self.most.lock().unwrap();
+            *most = (*most).max(*inside);
+        }
+        self.arrived.notify_all();
+        let (mut inside, _) = self
+            .arrived
+            .wait_timeout_while(inside, std::time::Duration::from_secs(1), |inside| {
+                *inside < 2
+            })
+            .unwrap();
+        let outcomes = self.inner.consume_batch(claims);
+        *inside -= 1;
+        outcomes
+    }
+
+    fn history_begins(&self) -> u64 {
+        self.inner.history_begins()
+    }
+
+    fn live_nonces(&self) -> usize {
+        self.inner.live_nonces()
+    }
+
+    fn expire(&self, now: u64) -> Result<usize, Error> {
+        self.inner.expire(now)
+    }
+}
+
+#[test]
+fn several_settlers_keep_several_batches_in_flight_and_one_valid_each() {
+    let store = Arc::new(RoundTrip {
+        inner: MemoryNonceStore::new(0),
+        inside: Mutex::new(0),
+        most: Mutex::new(0),
+        arrived: std::sync::Condvar::new(),
+    });
+    let config = PipelineConfig {
+        max_batch: 1,
+        settlers: 4,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(verifier(store.clone()), config).unwrap();
+    // The same certificate many times over, each its own batch, settled side by side.
+    let text = certificate_text();
+    let pending: Vec<PendingVerdict> = (0..24)
+        .map(|_| {
+            pipeline
+                .submit(OwnedInput::Text(text.clone()), context())
+                .unwrap()
+        })
+        .collect();
+    let verdicts: Vec<Verdict> = pending
+        .into_iter()
+        .map(|pending| pending.wait_blocking().unwrap())
+        .collect();
+    assert_eq!(verdicts.iter().filter(|v| v.is_valid()).count(), 1);
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| v.is_valid() || v.reason() == Some(Reason::Replayed))
+    );
+    assert!(
+        *store.most.lock().unwrap() >= 2,
+        "one batch settled at a time"
+    );
+    drop(pipeline);
+    let zero = PipelineConfig {
+        settlers: 0,
+        ..PipelineConfig::default()
+    };
+    let error = Pipeline::start(verifier(Arc::new(MemoryNonceStore::new(0))), zero).unwrap_err();
+    assert_eq!(error.code(), "config");
+}
