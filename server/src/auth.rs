@@ -148,9 +148,7 @@ mod tests {
     use crate::datadir::credentials::{add_authority, add_key, add_platform, remove, revoke_key};
 
     fn fixture() -> (tempfile::TempDir, DataDir) {
-        let temp = tempfile::tempdir().unwrap();
-        let dir = DataDir::open_or_init(temp.path()).unwrap();
-        (temp, dir)
+        crate::datadir::temp_data_dir()
     }
 
     fn bearer(key: &str) -> Vec<u8> {

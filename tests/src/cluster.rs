@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::node::SHOP;
+use crate::node::{Node, SHOP};
 
 /// `etcd://` URL of `endpoints` (`http://host:port`), under a prefix of this test's own.
 pub fn store_url(endpoints: &[String], name: &str) -> String {
@@ -35,6 +35,19 @@ pub async fn start_cluster() -> Cluster {
     tokio::task::spawn_blocking(|| Cluster::start().unwrap())
         .await
         .unwrap()
+}
+
+/// Two nodes of one deployment on the store at `url`, whose history began before the
+/// certificates they will see were issued.
+pub async fn two_nodes(url: &str) -> (Node, Node) {
+    let begins = SystemClock.now() - 100;
+    let configure = |config: &mut cyberid::ServeConfig| {
+        config.store = url.to_owned();
+        config.etcd_history_begins = begins;
+    };
+    let a = Node::start(configure).await;
+    let b = a.start_sibling(configure).await;
+    (a, b)
 }
 
 /// Each node's current address; a node restarted on another port is updated in place.

@@ -196,6 +196,23 @@ impl Node {
         self.prepared.issuer.sign(fields).unwrap().to_text()
     }
 
+    /// Suspends `holder` through this node's admin API as the authority; panics unless the
+    /// node acknowledges it.
+    pub async fn suspend(&self, holder: WebNumber) {
+        let (status, body) = self
+            .client()
+            .await
+            .call(
+                hyper::Method::POST,
+                &format!("/v1/admin/web-numbers/{holder}/suspend"),
+                Some(&self.prepared.authority_key),
+                Some(json!({ "reason": "lost device" })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), 200, "{body}");
+    }
+
     /// Shuts the node down gracefully.
     pub async fn shutdown(&mut self) {
         if let Some(server) = self.server.take() {

@@ -273,9 +273,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> (tempfile::TempDir, DataDir) {
-        let temp = tempfile::tempdir().unwrap();
-        let dir = DataDir::open_or_init(temp.path()).unwrap();
-        (temp, dir)
+        crate::datadir::temp_data_dir()
     }
 
     #[test]

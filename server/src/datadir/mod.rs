@@ -29,6 +29,14 @@ use crate::Error;
 
 pub(crate) mod credentials;
 
+/// A fresh data directory in a temporary directory, for unit tests.
+#[cfg(test)]
+pub(crate) fn temp_data_dir() -> (tempfile::TempDir, DataDir) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = DataDir::open_or_init(temp.path()).unwrap();
+    (temp, dir)
+}
+
 const MARKER: &str = "cyberid-data";
 const MARKER_CONTENT: &str = "cyberid data directory, layout 1\n";
 const SECRET: &str = "credential.secret";

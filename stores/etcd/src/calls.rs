@@ -12,7 +12,7 @@ use crate::Shared;
 use crate::stats::Counters;
 
 /// Why a request has no answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Failure {
     /// No definite answer: the request may or may not have taken effect (timeout, no leader,
     /// leader changed, lost connection). Sending it again is how to find out.

@@ -332,11 +332,7 @@ impl Shared {
         let failure = answers
             .iter()
             .find_map(|(_, result)| result.as_ref().err())
-            .map(|failure| match failure {
-                Failure::Unanswered(detail) => Failure::Unanswered(detail.clone()),
-                Failure::LeaseNotFound => Failure::LeaseNotFound,
-                Failure::Refused(detail) => Failure::Refused(detail.clone()),
-            });
+            .cloned();
         if let Some(failure) = failure {
             self.release(claims, &by_place, &answers, write).await;
             return Err(failure.into_error("claim nonces"));

@@ -7,24 +7,15 @@ mod failover;
 mod node_killed;
 mod partition;
 
-use cyberid_engine::{Clock, SystemClock, WebNumber};
-use cyberid_tests::cluster::{start_cluster, store_url};
-use cyberid_tests::node::{Node, SHOP, verdict};
+use cyberid_engine::WebNumber;
+use cyberid_tests::cluster::{start_cluster, store_url, two_nodes};
+use cyberid_tests::node::{SHOP, verdict};
 use hyper::Method;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
     let cluster = start_cluster().await;
-    let url = store_url(&cluster.endpoints(), "two-nodes");
-    // The deployment's history began before its certificates were issued.
-    let begins = SystemClock.now() - 100;
-    let configure = |config: &mut cyberid::ServeConfig| {
-        config.store.clone_from(&url);
-        config.etcd_history_begins = begins;
-    };
-    let a = Node::start(configure).await;
-    let b = a.start_sibling(configure).await;
+    let (a, b) = two_nodes(&store_url(&cluster.endpoints(), "two-nodes")).await;
     let shop = a.prepared.shop_key.clone();
 
     // One certificate sent to both nodes at once, many times over: exactly one valid.
@@ -51,17 +42,7 @@ async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
 
     // A Web Number suspended through node A is refused by node B.
     let holder = WebNumber::generate().unwrap();
-    let mut admin = a.client().await;
-    let (status, body) = admin
-        .call(
-            Method::POST,
-            &format!("/v1/admin/web-numbers/{holder}/suspend"),
-            Some(&a.prepared.authority_key),
-            Some(json!({ "reason": "lost device" })),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status.as_u16(), 200, "{body}");
+    a.suspend(holder).await;
     let mut client = b.client().await;
     // The revocation travels by the cluster's watch: poll, within the 1 s the store promises
     // and a margin for this shared machine.

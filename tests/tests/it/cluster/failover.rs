@@ -9,24 +9,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cyberid_engine::{Clock, SystemClock, WebNumber};
+use cyberid_engine::WebNumber;
 use cyberid_store_etcd::testing::Cluster;
 use cyberid_tests::cluster::{
-    Load, Outcome, Targets, assert_spent, send, start_cluster, store_url,
+    Load, Outcome, Targets, assert_spent, send, start_cluster, store_url, two_nodes,
 };
-use cyberid_tests::node::{Node, SHOP};
+use cyberid_tests::node::SHOP;
 
 /// Runs `fault` on a cluster under two nodes and a load, then checks the invariant.
 async fn under_load(name: &str, fault: impl FnOnce(&Cluster) + Send + 'static) {
     let cluster = Arc::new(start_cluster().await);
-    let url = store_url(&cluster.endpoints(), name);
-    let begins = SystemClock.now() - 100;
-    let configure = |config: &mut cyberid::ServeConfig| {
-        config.store.clone_from(&url);
-        config.etcd_history_begins = begins;
-    };
-    let a = Node::start(configure).await;
-    let b = a.start_sibling(configure).await;
+    let (a, b) = two_nodes(&store_url(&cluster.endpoints(), name)).await;
     let shop = a.prepared.shop_key.clone();
     let targets = Targets::new(&[a.address, b.address]);
     let load = Load::start(targets.clone(), &shop, a.prepared.issuer.clone(), 6);

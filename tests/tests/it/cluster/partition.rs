@@ -8,7 +8,6 @@ use cyberid_engine::{Clock, SystemClock, WebNumber};
 use cyberid_tests::cluster::{Load, Outcome, Proxy, Targets, send, start_cluster, store_url};
 use cyberid_tests::node::{Node, SHOP};
 use hyper::Method;
-use serde_json::json;
 
 /// How old a node's proof of its revocation view may be before it answers no `valid` (the
 /// store's default `max_staleness`).
@@ -55,17 +54,7 @@ async fn a_node_cut_off_from_its_cluster_stops_answering_valid_within_a_second()
     }
     // While B is cut off, a Web Number is suspended through A.
     let holder = WebNumber::generate().unwrap();
-    let mut admin = a.client().await;
-    let (status, body) = admin
-        .call(
-            Method::POST,
-            &format!("/v1/admin/web-numbers/{holder}/suspend"),
-            Some(&a.prepared.authority_key),
-            Some(json!({ "reason": "lost device" })),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status.as_u16(), 200, "{body}");
+    a.suspend(holder).await;
     // B tells its load balancer it cannot serve.
     let mut probe = b.client().await;
     let mut unready = None;
