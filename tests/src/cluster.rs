@@ -32,7 +32,7 @@ pub fn store_url(endpoints: &[String], name: &str) -> String {
 
 /// Starts a 3-member cluster off the async workers.
 pub async fn start_cluster() -> Cluster {
-    tokio::task::spawn_blocking(|| Cluster::start().unwrap())
+    tokio::task::spawn_blocking(|| Cluster::start_for_test().unwrap())
         .await
         .unwrap()
 }

@@ -50,8 +50,41 @@ pub struct Cluster {
     /// Taken at drop and shut down in the background, so that a cluster may be dropped from
     /// async code (a `#[tokio::test]`).
     runtime: Option<tokio::runtime::Runtime>,
+    /// Held by clusters of [`Cluster::start_for_test`], released after the members die.
+    _permit: Option<Permit>,
     // Last: the data outlives the members.
     dir: tempfile::TempDir,
+}
+
+/// Private clusters of one test process that may run at once. Each is three etcd processes
+/// fsyncing their WALs; on a 2-core CI machine a test binary that starts one per test, all in
+/// parallel, slowed them past every request timeout (a fresh cluster's first write took more
+/// than 5 s) and failed tests for reasons that were not theirs.
+const CONCURRENT_TEST_CLUSTERS: usize = 2;
+
+#[derive(Debug)]
+struct Permit;
+
+static RUNNING: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+impl Permit {
+    fn acquire() -> Permit {
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= CONCURRENT_TEST_CLUSTERS {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        Permit
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }
 
 #[derive(Debug)]
@@ -123,6 +156,17 @@ impl Cluster {
 
     /// Starts three members and waits until the cluster answers linearizable reads.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// [`start`](Self::start) for a test that needs a cluster of its own (to kill, freeze or
+    /// compact it): waits while [`CONCURRENT_TEST_CLUSTERS`] others started this way run in
+    /// this process, so that parallel tests do not starve each other's clusters.
+    pub fn start_for_test() -> io::Result<Self> {
+        Self::start_with(Some(Permit::acquire()))
+    }
+
+    fn start_with(permit: Option<Permit>) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("cyberid-etcd-").tempdir()?;
         let ports = free_ports(6)?;
         let members: Vec<Member> = (0..3)
@@ -146,6 +190,7 @@ impl Cluster {
             members: Mutex::new(members),
             initial_cluster,
             runtime: Some(runtime),
+            _permit: permit,
             dir,
         };
         for index in 0..3 {

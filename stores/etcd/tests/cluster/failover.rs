@@ -141,7 +141,7 @@ fn assert_replayed(store: &EtcdStore, claims: &[NonceClaim]) {
 
 #[test]
 fn killing_the_leader_never_makes_a_certificate_fresh_twice() {
-    let cluster = Cluster::start().unwrap();
+    let cluster = Cluster::start_for_test().unwrap();
     let (a, b) = two_nodes(&cluster, "kill");
     let (a, b) = (Arc::new(a), Arc::new(b));
     let mut killed = None;
@@ -167,7 +167,7 @@ fn killing_the_leader_never_makes_a_certificate_fresh_twice() {
 
 #[test]
 fn freezing_the_leader_never_makes_a_certificate_fresh_twice() {
-    let cluster = Cluster::start().unwrap();
+    let cluster = Cluster::start_for_test().unwrap();
     let (a, b) = two_nodes(&cluster, "pause");
     let (a, b) = (Arc::new(a), Arc::new(b));
     claims_through(&cluster, &a, &b, |cluster| {
@@ -183,7 +183,7 @@ fn freezing_the_leader_never_makes_a_certificate_fresh_twice() {
 /// second and fails every write with a retryable error; it recovers when the cluster does.
 #[test]
 fn a_node_cut_off_from_its_cluster_answers_nothing_valid() {
-    let cluster = Cluster::start().unwrap();
+    let cluster = Cluster::start_for_test().unwrap();
     let (a, _b) = two_nodes(&cluster, "cutoff");
     a.check_current().unwrap();
     assert_eq!(a.consume(claim(&a, 0, 0)).unwrap(), NonceOutcome::Fresh);
@@ -239,7 +239,7 @@ fn a_node_cut_off_from_its_cluster_answers_nothing_valid() {
 /// watch where it stopped: it reads the whole set again and misses nothing.
 #[test]
 fn a_watch_resumed_after_a_compaction_reloads_the_set() {
-    let cluster = Cluster::start().unwrap();
+    let cluster = Cluster::start_for_test().unwrap();
     let options = cluster.options(&unique_name("compaction"));
     let a = node(&options, "node-a");
     let b = node(

@@ -28,7 +28,7 @@ fn random_claims(store: &EtcdStore, count: usize) -> Vec<NonceClaim> {
 
 #[test]
 fn a_batch_is_all_or_nothing_across_clusters() {
-    let second = Cluster::start().unwrap();
+    let second = Cluster::start_for_test().unwrap();
     let options = EtcdOptions {
         history_begins: Some(now() - 3600),
         nonce_clusters: vec![second.endpoints()],
@@ -109,7 +109,7 @@ fn a_batch_is_all_or_nothing_across_clusters() {
 
 #[test]
 fn a_node_that_lists_the_clusters_otherwise_is_refused() {
-    let second = Cluster::start().unwrap();
+    let second = Cluster::start_for_test().unwrap();
     let options = EtcdOptions {
         nonce_clusters: vec![second.endpoints()],
         ..shared_cluster().options(&unique_name("listing"))
