@@ -134,7 +134,7 @@ impl Fe {
         self.add(self)
     }
 
-    #[cfg(test)]
+    #[inline(always)]
     pub(crate) fn negate(&self) -> Fe {
         Fe::ZERO.sub(self)
     }

@@ -3,8 +3,8 @@
 //! Every input to a verification is public, so this code is variable-time by design. It wins
 //! over a general verifier by preparing each issuer key once:
 //!
-//! - fixed-base comb tables (8-bit windows, affine entries) for G and for the key, so
-//!   `[s]G + [t]P` is at most 64 mixed additions and no doubling;
+//! - fixed-base comb tables (signed 8-bit digits, affine entries, 256 KiB) for G and for the
+//!   key, so `[s]G + [t]P` is at most 66 mixed additions and no doubling;
 //! - the SM3 state with `Z_A` absorbed, cloned per message;
 //! - the final check in Jacobian coordinates (`X == (r - e) * Z^2`), with no inversion.
 //!
