@@ -158,7 +158,7 @@ settings! {
     /// Most verifications in one batch (one parallel signature pass, one nonce commit).
     max_batch: usize = PipelineConfig::default().max_batch, env "CYBERID_MAX_BATCH";
     /// Batches settled at once (revocation check and nonce commit), each on its own thread;
-    /// 0 picks by store: 1 on RocksDB (microseconds per group commit), 4 on etcd (a network
+    /// 0 picks by store: 1 on RocksDB (one synced write per batch), 4 on etcd (a network
     /// round trip per transaction, so several must be in flight).
     settlers: usize = 0, env "CYBERID_SETTLERS";
     /// How long a batch waits for more requests after its first, microseconds; 0 never delays
@@ -172,10 +172,6 @@ settings! {
     max_lifetime_s: u16 = VerifierConfig::DEFAULT_MAX_LIFETIME, env "CYBERID_MAX_LIFETIME_S";
     /// Lifetime of issued certificates when the request names none, seconds.
     issue_lifetime_s: u16 = IssuerPolicy::DEFAULT_LIFETIME, env "CYBERID_ISSUE_LIFETIME_S";
-    /// Most nonces in one group commit (one fsync).
-    group_commit_max_keys: usize = StoreOptions::default().group_commit_max_keys, env "CYBERID_GROUP_COMMIT_MAX_KEYS";
-    /// How long a group commit waits for more nonces, microseconds; 0 adds no latency.
-    group_commit_wait_us: u64 = StoreOptions::default().group_commit_wait.as_micros() as u64, env "CYBERID_GROUP_COMMIT_WAIT_US";
     /// Bound on replay nonces held in memory; past it verifications fail with 503 rather than
     /// forget one.
     max_live_nonces: usize = StoreOptions::default().max_live_nonces, env "CYBERID_MAX_LIVE_NONCES";
@@ -215,7 +211,6 @@ impl ServeConfig {
             ("max_connections", self.max_connections),
             ("max_batch", self.max_batch),
             ("queue_capacity", self.queue_capacity),
-            ("group_commit_max_keys", self.group_commit_max_keys),
             ("max_live_nonces", self.max_live_nonces),
             ("memtable_mib", self.memtable_mib),
             ("max_lifetime_s", usize::from(self.max_lifetime_s)),
@@ -272,8 +267,6 @@ impl ServeConfig {
 
     pub(crate) fn store(&self) -> StoreOptions {
         StoreOptions {
-            group_commit_max_keys: self.group_commit_max_keys,
-            group_commit_wait: Duration::from_micros(self.group_commit_wait_us),
             max_live_nonces: self.max_live_nonces,
             memtable_bytes: self.memtable_mib << 20,
             ..StoreOptions::default()

@@ -11,11 +11,9 @@ use cyberid_engine::Error;
 /// The steps, in the order a write passes them. Tests iterate over these.
 pub const NONCE_STEPS: &[&str] = &[
     "rocksdb::claim",
-    "rocksdb::enqueue",
-    "rocksdb::group",
+    "rocksdb::batch",
     "rocksdb::write",
     "rocksdb::synced",
-    "rocksdb::reply",
 ];
 /// The revocation path's steps.
 pub const REVOCATION_STEPS: &[&str] = &[

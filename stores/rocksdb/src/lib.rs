@@ -4,7 +4,7 @@
 //!
 //! [`DurableStore`] implements the engine's [`NonceStore`] and [`RevocationSet`] and passes
 //! their shared contract suite. Lookups never touch the disk; every write is synced before it
-//! is acknowledged; nonce writes from concurrent callers share one fsync (group commit).
+//! is acknowledged; nonce writes from concurrent callers share one fsync (RocksDB's write group).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -59,7 +59,7 @@ mod revocations;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -75,9 +75,7 @@ pub use options::StoreOptions;
 pub use faults::{NONCE_STEPS, REVOCATION_STEPS};
 
 use layout::{Db, HISTORY_BEGINS_KEY, META, store_error};
-use nonces::Command;
-
-/// What the committer thread and the callers share.
+/// What the callers and the expiry thread share.
 struct Inner {
     db: Db,
     path: PathBuf,
@@ -86,6 +84,11 @@ struct Inner {
     /// Serialises revocation writes so the log order, the disk state and the maps agree; holds
     /// the last sequence number written.
     revocation_seq: Mutex<u64>,
+    /// Nonce writes hold it shared, expiry exclusively: a bucket's column family is never
+    /// dropped while a write into it is being built.
+    buckets: RwLock<()>,
+    /// Serialises the creation of a bucket's column family.
+    creating: Mutex<()>,
     history_begins: AtomicU64,
     /// Set by the first failed write: from then on the store can no longer vouch for what is
     /// durable, so it refuses everything until reopened (RocksDB replays the WAL at open).
@@ -100,8 +103,9 @@ struct Inner {
 /// [`NonceStore`](cyberid_engine::NonceStore).
 pub struct DurableStore {
     inner: Arc<Inner>,
-    commands: Option<Sender<Command>>,
-    committer: Option<JoinHandle<()>>,
+    /// Dropped to stop the expiry thread.
+    stop_expiry: Option<Sender<()>>,
+    expiry: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for DurableStore {
@@ -123,11 +127,11 @@ impl DurableStore {
     /// never silently starts afresh.
     pub fn open(path: &Path, options: StoreOptions, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let inner = Arc::new(open::open(path, options, clock)?);
-        let (commands, committer) = nonces::start_committer(&inner)?;
+        let (stop_expiry, expiry) = nonces::start_expiry(&inner)?;
         Ok(Self {
             inner,
-            commands: Some(commands),
-            committer: Some(committer),
+            stop_expiry: Some(stop_expiry),
+            expiry: Some(expiry),
         })
     }
 
@@ -165,14 +169,6 @@ impl DurableStore {
     /// Nonce expiry buckets currently held (column families on disk and maps in memory).
     pub fn nonce_buckets(&self) -> Vec<u64> {
         self.inner.nonces.bucket_indexes()
-    }
-
-    fn send(&self, command: Command) -> Result<(), Error> {
-        self.commands
-            .as_ref()
-            .ok_or(Error::Poisoned)?
-            .send(command)
-            .map_err(|_| Error::Poisoned)
     }
 }
 
@@ -216,10 +212,9 @@ impl Inner {
 
 impl Drop for DurableStore {
     fn drop(&mut self) {
-        // Closing the channel stops the committer after it answers what is queued.
-        self.commands.take();
-        if let Some(committer) = self.committer.take() {
-            let _ = committer.join();
+        self.stop_expiry.take();
+        if let Some(expiry) = self.expiry.take() {
+            let _ = expiry.join();
         }
     }
 }

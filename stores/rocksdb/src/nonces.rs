@@ -1,10 +1,15 @@
-//! Replay nonces: claimed in memory, made durable by one committer thread that group-commits
-//! every waiting batch with one synced write, answered only after that write.
+//! Replay nonces: claimed in memory, then written by the caller itself with one synced write
+//! per batch, answered only after that write.
+//!
+//! There is no committer thread between the pipeline and the disk: the pipeline's batch is the
+//! write batch. Callers that write at the same moment (several settlers, or revocations) join
+//! RocksDB's own write group, which makes one WAL append and one fsync for the whole group,
+//! so grouping still happens where it pays, without a hand-off and a reply per batch.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use cyberid_engine::{
@@ -16,23 +21,12 @@ use crate::layout::{decode_u64, nonce_cf_name, store_error};
 use crate::options::family_options;
 use crate::{DurableStore, Inner, faults};
 
-/// A nonce write waiting for its group commit.
-pub(crate) struct NonceWrite {
+/// A nonce to write.
+struct NonceWrite {
     bucket: u64,
     certificate_id: CertificateId,
     retain_until: u64,
     request: Option<RequestKey>,
-}
-
-pub(crate) enum Command {
-    Commit {
-        writes: Vec<NonceWrite>,
-        done: Sender<Result<(), Error>>,
-    },
-    Expire {
-        now: u64,
-        done: Sender<Result<usize, Error>>,
-    },
 }
 
 /// A nonce's value on disk: until when it must be kept (u64 BE), then the request key that
@@ -56,90 +50,43 @@ pub(crate) fn decode_value(value: &[u8]) -> Option<(u64, Option<RequestKey>)> {
     }
 }
 
-pub(crate) fn start_committer(
-    inner: &Arc<Inner>,
-) -> Result<(Sender<Command>, JoinHandle<()>), Error> {
-    let (commands, receiver) = crossbeam_channel::bounded(4096);
-    let committer_inner = inner.clone();
-    let committer = std::thread::Builder::new()
-        .name("cyberid-commit".into())
-        .spawn(move || committer_inner.run_committer(&receiver))
+/// Starts the thread that drops expired buckets every `expiry_interval`, so that memory and
+/// disk shrink without the server's help. It stops when `stop` is dropped.
+pub(crate) fn start_expiry(inner: &Arc<Inner>) -> Result<(Sender<()>, JoinHandle<()>), Error> {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let expiry_inner = inner.clone();
+    let thread = std::thread::Builder::new()
+        .name("cyberid-expiry".into())
+        .spawn(move || expiry_inner.run_expiry(&stopped))
         .map_err(|e| Error::Store {
-            context: "start committer",
+            context: "start expiry",
             detail: e.to_string(),
         })?;
-    Ok((commands, committer))
+    Ok((stop, thread))
 }
 
 impl Inner {
-    fn run_committer(&self, commands: &Receiver<Command>) {
+    fn run_expiry(&self, stopped: &Receiver<()>) {
         let interval = self.options.expiry_interval.max(Duration::from_millis(10));
-        let mut next_expiry = Instant::now() + interval;
         loop {
-            let command = match commands
-                .recv_timeout(next_expiry.saturating_duration_since(Instant::now()))
-            {
-                Ok(command) => Some(command),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            match command {
-                Some(Command::Commit { writes, done }) => self.commit_group(commands, writes, done),
-                Some(Command::Expire { now, done }) => {
-                    let _ = done.send(self.expire(now));
+            match stopped.recv_timeout(interval) {
+                Err(RecvTimeoutError::Timeout) => {
+                    // A failure here is not fatal: an undropped bucket only holds disk space,
+                    // and the next run or the next open drops it.
+                    let _ = self.expire(self.clock.now());
                 }
-                None => {}
-            }
-            if Instant::now() >= next_expiry {
-                // A failure here is not fatal: an undropped bucket only holds disk space, and
-                // the next open drops it.
-                let _ = self.expire(self.clock.now());
-                next_expiry = Instant::now() + interval;
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
 
-    /// Writes the first request and everything queued behind it, up to the group bound, as one
-    /// synced batch, then answers every request in the group.
-    fn commit_group(
-        &self,
-        commands: &Receiver<Command>,
-        writes: Vec<NonceWrite>,
-        done: Sender<Result<(), Error>>,
-    ) {
-        let mut keys = writes.len();
-        let mut group = vec![(writes, done)];
-        let deadline = Instant::now() + self.options.group_commit_wait;
-        let mut deferred = Vec::new();
-        while keys < self.options.group_commit_max_keys {
-            let next = if self.options.group_commit_wait.is_zero() {
-                commands.try_recv().ok()
-            } else {
-                commands.recv_deadline(deadline).ok()
-            };
-            match next {
-                Some(Command::Commit { writes, done }) => {
-                    keys += writes.len();
-                    group.push((writes, done));
-                }
-                Some(expire @ Command::Expire { .. }) => deferred.push(expire),
-                None => break,
-            }
-        }
-        let result = faults::point("rocksdb::group")
-            .and_then(|()| self.write_nonces(group.iter().flat_map(|(writes, _)| writes)));
-        for (_, done) in group {
-            let _ = done.send(result.clone());
-        }
-        for command in deferred {
-            if let Command::Expire { now, done } = command {
-                let _ = done.send(self.expire(now));
-            }
-        }
-    }
-
-    fn write_nonces<'a>(&self, writes: impl Iterator<Item = &'a NonceWrite>) -> Result<(), Error> {
+    /// Writes a batch of nonces with one synced write, creating their buckets' column
+    /// families first where needed.
+    fn write_nonces(&self, writes: &[NonceWrite]) -> Result<(), Error> {
         self.check_poisoned()?;
+        // Shared: writes go on concurrently (and share RocksDB's write group); expiry, which
+        // drops column families, waits for them and they for it.
+        let _buckets = self.buckets.read().map_err(|_| Error::Poisoned)?;
         let mut batch = WriteBatch::default();
         let mut handles: Vec<(u64, Arc<rocksdb::BoundColumnFamily<'_>>)> = Vec::new();
         for write in writes {
@@ -149,17 +96,7 @@ impl Inner {
             {
                 Some(position) => position,
                 None => {
-                    let name = nonce_cf_name(write.bucket);
-                    if self.db.cf_handle(&name).is_none() {
-                        self.db
-                            .create_cf(&name, &family_options(&self.options))
-                            .map_err(|error| {
-                                let error = store_error("create bucket", &error);
-                                self.poison("create bucket", &error);
-                                error
-                            })?;
-                    }
-                    handles.push((write.bucket, self.cf(&name)?));
+                    handles.push((write.bucket, self.bucket_family(write.bucket)?));
                     handles.len() - 1
                 }
             };
@@ -170,12 +107,33 @@ impl Inner {
             );
         }
         drop(handles);
+        faults::point("rocksdb::batch")?;
         self.write(batch, "commit nonces")
     }
 
-    /// Drops expired buckets from memory, then from disk. Runs on the committer thread only,
+    /// The column family of `bucket`, created if missing. Two writers may miss it at once;
+    /// the creation lock makes the second find the first's.
+    fn bucket_family(&self, bucket: u64) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, Error> {
+        let name = nonce_cf_name(bucket);
+        if self.db.cf_handle(&name).is_none() {
+            let _creating = self.creating.lock().map_err(|_| Error::Poisoned)?;
+            if self.db.cf_handle(&name).is_none() {
+                self.db
+                    .create_cf(&name, &family_options(&self.options))
+                    .map_err(|error| {
+                        let error = store_error("create bucket", &error);
+                        self.poison("create bucket", &error);
+                        error
+                    })?;
+            }
+        }
+        self.cf(&name)
+    }
+
+    /// Drops expired buckets from memory, then from disk. Holds the bucket lock exclusively,
     /// so a bucket is never dropped while a write into it is being built.
     fn expire(&self, now: u64) -> Result<usize, Error> {
+        let _buckets = self.buckets.write().map_err(|_| Error::Poisoned)?;
         let dropped = self.nonces.expire(now);
         for bucket in &dropped {
             let name = nonce_cf_name(*bucket);
@@ -189,17 +147,6 @@ impl Inner {
     }
 }
 
-impl DurableStore {
-    /// Hands the batch's fresh claims to the committer and waits for their group commit.
-    fn commit(&self, writes: Vec<NonceWrite>) -> Result<(), Error> {
-        faults::point("rocksdb::enqueue")?;
-        let (done, result) = crossbeam_channel::bounded(1);
-        self.send(Command::Commit { writes, done })?;
-        result.recv().map_err(|_| Error::Poisoned)??;
-        faults::point("rocksdb::reply")
-    }
-}
-
 impl NonceStore for DurableStore {
     fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
         self.inner.check_poisoned()?;
@@ -210,14 +157,14 @@ impl NonceStore for DurableStore {
         }
         let history_begins = self.inner.history_begins.load(Ordering::SeqCst);
         // Claimed in memory first, so a concurrent duplicate is refused at once; answered only
-        // after the group commit makes it durable.
+        // after the synced write makes it durable.
         let outcomes: Vec<NonceOutcome> = claims
             .iter()
             .map(|claim| claim_in_memory(&self.inner.nonces, history_begins, claim))
             .collect();
         // Fresh claims are written; so are repeats of a request, so that a retry is answered
-        // only once the first claim's write is durable too (it is in this group or an earlier
-        // one; the put rewrites the same value).
+        // only once the first claim's write is durable too (a concurrent writer may still be
+        // syncing it; the put rewrites the same value, and this write is synced after it).
         let writes: Vec<NonceWrite> = claims
             .iter()
             .zip(&outcomes)
@@ -232,7 +179,7 @@ impl NonceStore for DurableStore {
         if writes.is_empty() {
             return Ok(outcomes);
         }
-        if let Err(error) = self.commit(writes) {
+        if let Err(error) = self.inner.write_nonces(&writes) {
             // None of these was answered: release the claims this batch made, so that the
             // error does not use up their certificates. (Whether a failed write reached the
             // disk anyway is what the poisoned store cannot tell; docs/store.md says what a
@@ -260,9 +207,7 @@ impl NonceStore for DurableStore {
     }
 
     fn expire(&self, now: u64) -> Result<usize, Error> {
-        let (done, result) = crossbeam_channel::bounded(1);
-        self.send(Command::Expire { now, done })?;
-        result.recv().map_err(|_| Error::Poisoned)?
+        self.inner.expire(now)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use cyberid_engine::{CertificateId, Clock, Error, NonceMap, RevocationMaps};
 use rocksdb::{ColumnFamilyDescriptor, WriteBatch};
@@ -21,10 +21,8 @@ pub(crate) fn open(
     options: StoreOptions,
     clock: Arc<dyn Clock>,
 ) -> Result<Inner, Error> {
-    if options.bucket_seconds == 0 || options.group_commit_max_keys == 0 {
-        return Err(Error::Config(
-            "bucket_seconds and group_commit_max_keys must be positive",
-        ));
+    if options.bucket_seconds == 0 {
+        return Err(Error::Config("bucket_seconds must be positive"));
     }
     let exists = path.join("CURRENT").exists();
     if !exists {
@@ -62,6 +60,8 @@ pub(crate) fn open(
         nonces: NonceMap::new(bucket_seconds),
         revocations: RevocationMaps::default(),
         revocation_seq: Mutex::new(0),
+        buckets: RwLock::new(()),
+        creating: Mutex::new(()),
         history_begins: AtomicU64::new(history_begins),
         poisoned: OnceLock::new(),
         options,

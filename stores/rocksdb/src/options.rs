@@ -7,19 +7,13 @@ use rocksdb::{DBRecoveryMode, Options, WriteOptions};
 /// Settings of the durable store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Most nonces written in one group commit (one write batch, one fsync).
-    pub group_commit_max_keys: usize,
-    /// How long the committer holds a group open for more requests after the first arrives.
-    /// Zero (the default) adds no latency: requests that arrive during one fsync form the next
-    /// group by themselves.
-    pub group_commit_wait: Duration,
     /// Width of a nonce expiry bucket in seconds, for a new store (an existing store keeps the
     /// width it was created with).
     pub bucket_seconds: u64,
     /// Bound on live nonces in memory; a batch that could pass it is refused whole with
     /// `nonce_store_full` (503) and consumes nothing, rather than forget a live nonce.
     pub max_live_nonces: usize,
-    /// How often the committer thread drops expired buckets on its own.
+    /// How often the expiry thread drops expired buckets on its own.
     pub expiry_interval: Duration,
     /// Memtable size per column family, bytes. RocksDB also preallocates each WAL file at about
     /// 1.1 times this. Smaller bounds memory (about ten column families are live); larger
@@ -36,8 +30,6 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            group_commit_max_keys: 1024,
-            group_commit_wait: Duration::ZERO,
             bucket_seconds: 60,
             max_live_nonces: 50_000_000,
             expiry_interval: Duration::from_secs(10),

@@ -26,12 +26,7 @@ const NOW: u64 = 1_790_000_000;
 /// Steps that come before the synced write: an error there leaves nothing on disk. (An error
 /// injected after the write would stand for an outcome the storage cannot tell, which only a
 /// crash produces; those steps are crashed below.)
-const NONCE_ERROR_STEPS: &[&str] = &[
-    "rocksdb::claim",
-    "rocksdb::enqueue",
-    "rocksdb::group",
-    "rocksdb::write",
-];
+const NONCE_ERROR_STEPS: &[&str] = &["rocksdb::claim", "rocksdb::batch", "rocksdb::write"];
 const REVOCATION_ERROR_STEPS: &[&str] = &["rocksdb::revocation_check", "rocksdb::write"];
 
 /// Request `n`: certificate `n`, sent by a platform that names each request (its
@@ -94,7 +89,7 @@ fn every_step_has_a_failpoint_and_every_failpoint_is_tested() {
         assert!(REVOCATION_STEPS.contains(step), "{step}");
     }
     // The crash tests below run every step of both lists.
-    assert_eq!(NONCE_STEPS.len(), 6);
+    assert_eq!(NONCE_STEPS.len(), 4);
     assert_eq!(REVOCATION_STEPS.len(), 4);
 }
 
@@ -117,7 +112,7 @@ fn an_error_at_any_nonce_step_consumes_nothing_and_is_retryable() {
         if store.poisoned().is_some() {
             // A failed write: the store refuses everything until reopened.
             assert!(
-                ["rocksdb::group", "rocksdb::write"].contains(step),
+                ["rocksdb::batch", "rocksdb::write"].contains(step),
                 "{step} poisoned the store"
             );
             assert_eq!(
@@ -229,7 +224,7 @@ fn a_crash_at_any_nonce_step_loses_nothing_acknowledged_and_the_store_opens() {
         // not consumed; after it, it is durable: the platform's retry of that same request is
         // answered as the first time would have been, and anyone else's presentation is a
         // replay. Either way the certificate is valid exactly once.
-        let durable = ["rocksdb::synced", "rocksdb::reply"].contains(step);
+        let durable = *step == "rocksdb::synced";
         if durable {
             assert_eq!(
                 store.consume(replay(interrupted)).unwrap(),
