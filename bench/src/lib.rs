@@ -56,7 +56,7 @@ pub fn verify_wave(pipeline: &Pipeline, wave: Vec<String>) {
         .into_iter()
         .map(|text| {
             pipeline
-                .submit(OwnedInput::Text(text), context)
+                .submit(OwnedInput::Text(text.into()), context)
                 .expect("queue")
         })
         .collect();

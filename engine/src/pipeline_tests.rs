@@ -41,13 +41,13 @@ fn a_lone_request_is_answered_without_waiting_for_a_batch() {
     )
     .unwrap();
     let verdict = pipeline
-        .submit(OwnedInput::Text(certificate_text()), context())
+        .submit(OwnedInput::Text(certificate_text().into()), context())
         .unwrap()
         .wait_blocking()
         .unwrap();
     assert!(verdict.is_valid());
     let garbage = pipeline
-        .submit(OwnedInput::Binary(vec![1, 2, 3]), context())
+        .submit(OwnedInput::Binary(vec![1, 2, 3].into()), context())
         .unwrap()
         .wait_blocking()
         .unwrap();
@@ -67,7 +67,7 @@ async fn async_callers_get_exactly_one_valid_per_certificate() {
         .flat_map(|_| texts.iter())
         .map(|text| {
             pipeline
-                .submit(OwnedInput::Text(text.clone()), context())
+                .submit(OwnedInput::Text(text.clone().into()), context())
                 .unwrap()
         })
         .collect();
@@ -138,7 +138,7 @@ fn a_full_queue_is_refused_at_once_and_admitted_requests_are_still_answered() {
     let pipeline = Pipeline::start(verifier(gate.clone()), config).unwrap();
     let mut admitted = Vec::new();
     let refused = loop {
-        match pipeline.submit(OwnedInput::Text(certificate_text()), context()) {
+        match pipeline.submit(OwnedInput::Text(certificate_text().into()), context()) {
             Ok(pending) => admitted.push(pending),
             Err(error) => break error,
         }
@@ -168,7 +168,7 @@ fn a_store_failure_reaches_every_caller_in_the_batch() {
     )
     .unwrap();
     let result = pipeline
-        .submit(OwnedInput::Text(certificate_text()), context())
+        .submit(OwnedInput::Text(certificate_text().into()), context())
         .unwrap()
         .wait_blocking();
     assert_eq!(result, Err(Error::Poisoned));
@@ -246,7 +246,7 @@ fn several_settlers_keep_several_batches_in_flight_and_one_valid_each() {
     let pending: Vec<PendingVerdict> = (0..24)
         .map(|_| {
             pipeline
-                .submit(OwnedInput::Text(text.clone()), context())
+                .submit(OwnedInput::Text(text.clone().into()), context())
                 .unwrap()
         })
         .collect();

@@ -1,22 +1,22 @@
 //! Who is calling: the `Authorization` header of each request checked against the platforms'
-//! and authorities' API keys, as `credentials.toml` lists them (see `datadir::credentials`
-//! for the key format and for editing the file). A presented key is found by its id, then its
+//! and authorities' API keys, as `credentials.toml` lists them (the `cyberid-datadir` crate
+//! keeps the key format and edits the file). A presented key is found by its id, then its
 //! HMAC-SM3 is compared in constant time. The table is rebuilt whenever the file changes, so
 //! a rotated or revoked key takes effect within a second.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cyberid_engine::PlatformId;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 
 use crate::Error;
-use crate::datadir::DataDir;
-use crate::datadir::credentials::{
-    AUTHORITY_PREFIX, CredentialsFile, KEY_ID_LEN, PLATFORM_PREFIX, Scope, StoredKey, decode_id,
-    hash_key, parse_api_key,
+use cyberid_datadir::{
+    AUTHORITY_PREFIX, CredentialsFile, DataDir, KEY_ID_LEN, PLATFORM_PREFIX, Scope, StoredKey,
+    decode_id, hash_key, parse_api_key,
 };
 
 /// A caller the server recognised.
@@ -48,6 +48,8 @@ pub(crate) enum AuthError {
 pub(crate) struct Credentials {
     secret: [u8; 32],
     by_key_id: HashMap<[u8; KEY_ID_LEN], (Principal, [u8; 32])>,
+    /// Keys hashed (HMAC-SM3) against this table, for the tests of [`Session`].
+    hashed: AtomicU64,
 }
 
 /// The token of a `Bearer` credential: `credentials = auth-scheme [ 1*SP token68 ]` (RFC 9110
@@ -109,12 +111,16 @@ impl Credentials {
                 insert(stored, &authority)?;
             }
         }
-        Ok(Self { secret, by_key_id })
+        Ok(Self {
+            secret,
+            by_key_id,
+            hashed: AtomicU64::new(0),
+        })
     }
 
     /// Reads `credentials.toml` from the data directory.
     pub(crate) fn load(dir: &DataDir, default_rate_limit: u32) -> Result<Self, Error> {
-        let file: CredentialsFile = dir.read_toml("credentials.toml")?;
+        let file = dir.credentials()?;
         Self::build(&file, dir.credential_secret()?, default_rate_limit)
     }
 
@@ -128,6 +134,7 @@ impl Credentials {
         let api_key = bearer_token(header).ok_or(AuthError::Unknown)?;
         let (prefix, id) = parse_api_key(api_key).ok_or(AuthError::Unknown)?;
         let (principal, stored) = self.by_key_id.get(&id).ok_or(AuthError::Unknown)?;
+        self.hashed.fetch_add(1, Ordering::Relaxed);
         let presented = hash_key(&self.secret, api_key);
         let matches: bool = presented.ct_eq(stored).into();
         let kind_matches = match principal {
@@ -142,13 +149,58 @@ impl Credentials {
     }
 }
 
+/// What one connection has proven: the last credential it presented, checked against one
+/// generation of the credentials table. A platform sends thousands of requests down one
+/// keep-alive connection with the same key; checking it once per connection instead of once
+/// per request saves an HMAC-SM3 each time. A rotated or revoked key still takes effect
+/// within a second: a reload builds a new table, and a credential proven against an older
+/// table is checked again.
+///
+/// HTTP/1.1 requests on one connection come one after another, so the lock is never contended.
+#[derive(Debug, Default)]
+pub(crate) struct Session(Mutex<Option<Proven>>);
+
+#[derive(Debug)]
+struct Proven {
+    table: Arc<Credentials>,
+    header: Box<[u8]>,
+    principal: Principal,
+}
+
+impl Session {
+    /// [`Credentials::authenticate`] against `table`, unless this connection already proved
+    /// this very header against this very table.
+    pub(crate) fn authenticate(
+        &self,
+        table: &Arc<Credentials>,
+        authorization: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
+        let presented = authorization.ok_or(AuthError::Missing)?;
+        let mut proven = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(earlier) = proven.as_ref()
+            && Arc::ptr_eq(&earlier.table, table)
+            && bool::from(earlier.header.ct_eq(presented))
+        {
+            return Ok(earlier.principal.clone());
+        }
+        let principal = table.authenticate(Some(presented))?;
+        *proven = Some(Proven {
+            table: table.clone(),
+            header: presented.into(),
+            principal: principal.clone(),
+        });
+        Ok(principal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datadir::credentials::{add_authority, add_key, add_platform, remove, revoke_key};
 
     fn fixture() -> (tempfile::TempDir, DataDir) {
-        crate::datadir::temp_data_dir()
+        let temp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open_or_init(temp.path()).unwrap();
+        (temp, dir)
     }
 
     fn bearer(key: &str) -> Vec<u8> {
@@ -159,8 +211,8 @@ mod tests {
     fn platform_and_authority_keys_authenticate_as_themselves() {
         let (_temp, dir) = fixture();
         let shop: PlatformId = "shop.example".parse().unwrap();
-        let platform_key = add_platform(&dir, &shop, &[Scope::Verify], None, 1).unwrap();
-        let authority_key = add_authority(&dir, "ops", 1).unwrap();
+        let platform_key = dir.add_platform(&shop, &[Scope::Verify], None, 1).unwrap();
+        let authority_key = dir.add_authority("ops", 1).unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
 
         match credentials
@@ -186,7 +238,9 @@ mod tests {
     #[test]
     fn the_scheme_is_case_insensitive() {
         let (_temp, dir) = fixture();
-        let key = add_platform(&dir, &"a".parse().unwrap(), &[Scope::Verify], None, 1).unwrap();
+        let key = dir
+            .add_platform(&"a".parse().unwrap(), &[Scope::Verify], None, 1)
+            .unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
         for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
             for header in [format!("{scheme} {key}"), format!("{scheme}   {key} ")] {
@@ -216,7 +270,9 @@ mod tests {
     #[test]
     fn wrong_missing_and_swapped_keys_are_refused() {
         let (_temp, dir) = fixture();
-        let key = add_platform(&dir, &"a".parse().unwrap(), &[Scope::Verify], Some(5), 1).unwrap();
+        let key = dir
+            .add_platform(&"a".parse().unwrap(), &[Scope::Verify], Some(5), 1)
+            .unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
         assert_eq!(
             credentials.authenticate(None).unwrap_err(),
@@ -245,22 +301,66 @@ mod tests {
     #[test]
     fn keys_rotate_and_revoke() {
         let (_temp, dir) = fixture();
-        let first = add_platform(&dir, &"a".parse().unwrap(), &[Scope::Verify], None, 1).unwrap();
-        let second = add_key(&dir, "a", false, 2).unwrap();
+        let first = dir
+            .add_platform(&"a".parse().unwrap(), &[Scope::Verify], None, 1)
+            .unwrap();
+        let second = dir.add_api_key("a", false, 2).unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
         assert!(credentials.authenticate(Some(&bearer(&first))).is_ok());
         assert!(credentials.authenticate(Some(&bearer(&second))).is_ok());
 
         let first_id = first.split('_').nth(1).unwrap();
-        revoke_key(&dir, first_id).unwrap();
+        dir.revoke_api_key(first_id).unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
         assert!(credentials.authenticate(Some(&bearer(&first))).is_err());
         assert!(credentials.authenticate(Some(&bearer(&second))).is_ok());
-        assert_eq!(revoke_key(&dir, first_id).unwrap_err().code(), "not_found");
+        assert_eq!(
+            dir.revoke_api_key(first_id).unwrap_err().code(),
+            "not_found"
+        );
 
-        remove(&dir, "a", false).unwrap();
+        dir.remove_principal("a", false).unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
         assert!(credentials.authenticate(Some(&bearer(&second))).is_err());
+    }
+
+    #[test]
+    fn a_session_checks_a_key_once_per_table_and_a_reload_checks_it_again() {
+        let (_temp, dir) = fixture();
+        let first = dir
+            .add_platform(&"a".parse().unwrap(), &[Scope::Verify], None, 1)
+            .unwrap();
+        let second = dir.add_api_key("a", false, 2).unwrap();
+        let table = Arc::new(Credentials::load(&dir, 0).unwrap());
+        let session = Session::default();
+        for _ in 0..5 {
+            assert!(session.authenticate(&table, Some(&bearer(&first))).is_ok());
+        }
+        assert_eq!(table.hashed.load(Ordering::Relaxed), 1, "hashed once");
+        // Another key on the same connection is checked, and so is a wrong one.
+        assert!(session.authenticate(&table, Some(&bearer(&second))).is_ok());
+        let mut wrong = first.clone();
+        wrong.pop();
+        wrong.push(if first.ends_with('A') { 'B' } else { 'A' });
+        assert!(session.authenticate(&table, Some(&bearer(&wrong))).is_err());
+        assert!(session.authenticate(&table, None).is_err());
+        assert_eq!(table.hashed.load(Ordering::Relaxed), 3);
+
+        // The first key is revoked: the reloaded table refuses it on the same connection.
+        assert!(session.authenticate(&table, Some(&bearer(&first))).is_ok());
+        dir.revoke_api_key(first.split('_').nth(1).unwrap())
+            .unwrap();
+        let reloaded = Arc::new(Credentials::load(&dir, 0).unwrap());
+        assert!(
+            session
+                .authenticate(&reloaded, Some(&bearer(&first)))
+                .is_err()
+        );
+        assert!(
+            session
+                .authenticate(&reloaded, Some(&bearer(&second)))
+                .is_ok()
+        );
     }
 
     proptest::proptest! {
@@ -274,7 +374,9 @@ mod tests {
     #[test]
     fn the_platform_rate_limit_applies() {
         let (_temp, dir) = fixture();
-        let key = add_platform(&dir, &"a".parse().unwrap(), &[Scope::Verify], Some(2), 1).unwrap();
+        let key = dir
+            .add_platform(&"a".parse().unwrap(), &[Scope::Verify], Some(2), 1)
+            .unwrap();
         let credentials = Credentials::load(&dir, 1000).unwrap();
         let Principal::Platform(platform) = credentials.authenticate(Some(&bearer(&key))).unwrap()
         else {

@@ -5,6 +5,9 @@
 //! string "..."`, `unknown field `...``, `unknown variant `...``), so they are never passed on:
 //! [`describe`] turns them into the name of a documented field or a position in the body.
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use cyberid_engine::{AgeBracket, Assurance, Claims, PlatformId, RevocationRecord, WebNumber};
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -49,14 +52,21 @@ fn describe(error: &serde_json::Error, fields: &[&str]) -> String {
     }
 }
 
-/// The certificate text of a JSON verify body.
-pub(super) fn verify(body: &[u8]) -> Result<String, ApiError> {
+/// The certificate text of a JSON verify body: a slice of the body itself when the string
+/// has no escapes (always, from a well-behaved client), a copy otherwise.
+pub(super) fn verify(body: &Bytes) -> Result<Bytes, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct VerifyBody {
-        certificate: String,
+    struct VerifyBody<'a> {
+        #[serde(borrow)]
+        certificate: Cow<'a, str>,
     }
-    Ok(parse_json::<VerifyBody>(body, &["certificate"])?.certificate)
+    Ok(
+        match parse_json::<VerifyBody<'_>>(body, &["certificate"])?.certificate {
+            Cow::Borrowed(text) => body.slice_ref(text.as_bytes()),
+            Cow::Owned(text) => Bytes::from(text),
+        },
+    )
 }
 
 /// The fields of an issue request, each validated.
@@ -164,7 +174,8 @@ mod tests {
             format!(r#"{{"certificate":{SECRET}}}"#),
         ];
         for body in &bodies {
-            let (code, message) = code_and_message(verify(body.as_bytes()).unwrap_err());
+            let (code, message) =
+                code_and_message(verify(&Bytes::copy_from_slice(body.as_bytes())).unwrap_err());
             assert_eq!(code, "malformed_json", "{body}");
             assert!(!message.contains(SECRET), "{body}: {message}");
         }
@@ -187,12 +198,26 @@ mod tests {
     }
 
     #[test]
+    fn the_certificate_is_a_slice_of_the_body_unless_escaped() {
+        let body = Bytes::from_static(br#"{"certificate": "WZ1:ABC/DEF"}"#);
+        let text = verify(&body).unwrap();
+        assert_eq!(text, "WZ1:ABC/DEF");
+        let within = body.as_ptr_range();
+        assert!(within.contains(&text.as_ptr()), "not copied");
+        // JSON may escape the solidus; the text is then unescaped into a copy.
+        let escaped = Bytes::from_static(br#"{"certificate": "WZ1:ABC\/DEF"}"#);
+        assert_eq!(verify(&escaped).unwrap(), "WZ1:ABC/DEF");
+    }
+
+    #[test]
     fn messages_name_the_field_or_the_position() {
-        let (_, message) = code_and_message(verify(br#"{"cert":"x"}"#).unwrap_err());
+        let (_, message) =
+            code_and_message(verify(&Bytes::from_static(br#"{"cert":"x"}"#)).unwrap_err());
         assert!(message.contains("certificate"), "{message}");
-        let (_, message) = code_and_message(verify(b"{}").unwrap_err());
+        let (_, message) = code_and_message(verify(&Bytes::from_static(b"{}")).unwrap_err());
         assert_eq!(message, "the field certificate is required");
-        let (_, message) = code_and_message(verify(b"{\"certificate\": 5}").unwrap_err());
+        let (_, message) =
+            code_and_message(verify(&Bytes::from_static(b"{\"certificate\": 5}")).unwrap_err());
         assert!(message.contains("line 1, column"), "{message}");
     }
 
@@ -263,7 +288,7 @@ mod tests {
             let marker = "QQZZXX";
             let body = text.replace('Q', marker);
             let answers = [
-                verify(body.as_bytes()).err(),
+                verify(&Bytes::copy_from_slice(body.as_bytes())).err(),
                 issue(body.as_bytes(), 300).err(),
                 reason(body.as_bytes()).err(),
             ];

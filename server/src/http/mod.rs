@@ -24,7 +24,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::Scope;
-use crate::auth::{AuthError, Platform, Principal};
+use crate::auth::{AuthError, Platform, Principal, Session};
 use crate::node::{App, Readiness};
 
 /// A failed request: status, stable code, message. Messages never carry identity data and never
@@ -251,7 +251,13 @@ fn authenticate(app: &App, request: &Request<Incoming>) -> Result<Principal, Api
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    app.credentials().authenticate(header).map_err(|error| {
+    let table = app.credentials();
+    // The connection's session when the listener gave it one (always, in the server).
+    let checked = match request.extensions().get::<Arc<Session>>() {
+        Some(session) => session.authenticate(&table, header),
+        None => table.authenticate(header),
+    };
+    checked.map_err(|error| {
         let message = match error {
             AuthError::Missing => "an Authorization: Bearer <API key> header is required",
             AuthError::Unknown => "the API key is not valid",
@@ -377,16 +383,16 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
     let request_key = idempotency_key(request.headers(), &platform.id)?;
     let body = read_body(app, request).await?;
     let input = match kind.as_str() {
-        "application/octet-stream" => OwnedInput::Binary(body.to_vec()),
+        "application/octet-stream" => OwnedInput::Binary(body),
         // Only the body's surrounding ASCII whitespace goes (QR scanners end a scan with CR LF):
         // a certificate's text begins with `WZ1:` and ends with a digit, so no certificate
         // character is lost, and the text itself is then decoded strictly.
-        "text/plain" => OwnedInput::Text(
-            std::str::from_utf8(&body)
+        "text/plain" => {
+            let text = std::str::from_utf8(&body)
                 .map_err(|_| ApiError::bad_request("malformed_text", "the body is not UTF-8"))?
-                .trim_ascii()
-                .to_owned(),
-        ),
+                .trim_ascii();
+            OwnedInput::Text(body.slice_ref(text.as_bytes()))
+        }
         "application/json" | "" => OwnedInput::Text(body::verify(&body)?),
         _ => {
             return Err(ApiError::new(

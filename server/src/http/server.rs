@@ -16,9 +16,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::datadir::DataDir;
+use crate::auth::Session;
 use crate::node::App;
 use crate::{Error, ServeConfig};
+use cyberid_datadir::DataDir;
 
 /// How often the server looks for changes to `keys.toml` and `credentials.toml`.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -113,7 +114,7 @@ impl Server {
         let _ = self.accept_loop.await;
         let engine = self.app.take_engine();
         if let Some(engine) = engine {
-            // Closing joins the pipeline and committer threads: off the async workers.
+            // Closing joins the pipeline and store threads: off the async workers.
             tokio::task::spawn_blocking(move || drop(engine))
                 .await
                 .map_err(|_| Error::Config("closing the store panicked".into()))?;
@@ -153,8 +154,11 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Rece
         };
         let _ = stream.set_nodelay(true);
         let service_app = app.clone();
-        let service = service_fn(move |request| {
+        // One per connection: its requests' credential is checked once (auth::Session).
+        let session = Arc::new(Session::default());
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let app = service_app.clone();
+            request.extensions_mut().insert(session.clone());
             async move { Ok::<_, Infallible>(super::handle(app, request).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
