@@ -279,15 +279,7 @@ impl Verifier {
             return Err(Reason::Malformed);
         }
 
-        let registered = self.keys.get(&fields.key_id).ok_or(Reason::UnknownKey)?;
-        if let KeyState::Retired(since) = registered.state
-            && fields.issued_at > since
-        {
-            return Err(Reason::KeyRevoked);
-        }
-        if self.revocations.key_revoked(&fields.key_id) {
-            return Err(Reason::KeyRevoked);
-        }
+        let registered = self.trusted_key(&fields.key_id, fields.issued_at)?;
 
         if context.now.saturating_add(self.config.skew) < fields.issued_at {
             return Err(Reason::NotYetValid);
@@ -308,6 +300,23 @@ impl Verifier {
             return Err(Reason::BadSignature);
         }
         Ok(SignedCertificate(certificate, context.request))
+    }
+
+    /// The one place that decides whether a certificate's key may vouch for it: the key is
+    /// registered (`unknown_key`), not revoked by an authority, and not retired before the
+    /// certificate's signed issue time (`key_revoked`). Protocol §6, checks 3 and 4.
+    fn trusted_key(
+        &self,
+        key_id: &crate::KeyId,
+        issued_at: u64,
+    ) -> Result<Arc<crate::RegisteredKey>, Reason> {
+        let registered = self.keys.get(key_id).ok_or(Reason::UnknownKey)?;
+        let retired_before =
+            matches!(registered.state, KeyState::Retired(since) if issued_at > since);
+        if retired_before || self.revocations.key_revoked(key_id) {
+            return Err(Reason::KeyRevoked);
+        }
+        Ok(registered)
     }
 
     /// The stateful checks for a batch: revocation, then one nonce-store call for every
