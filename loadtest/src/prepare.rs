@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cyberid_engine::{
     Assurance, CERTIFICATE_LEN, Certificate, CertificateFields, CertificateId, Claims, Clock,
-    Issuer, IssuerPolicy, IssuerSigningKey, KeyId, PlatformId, SystemClock, WebNumber,
+    Issuer, IssuerPolicy, IssuerSigningKey, PlatformId, SystemClock, WebNumber,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -237,47 +237,20 @@ fn forge(bytes: &mut [u8; CERTIFICATE_LEN], i: usize) {
     bytes[SIGNATURE_AT + bit / 8] ^= 1 << (bit % 8);
 }
 
-/// `keys.toml`: only the issuing key's id is read.
-#[derive(Deserialize)]
-struct KeysManifest {
-    issuing: Option<String>,
-}
-
-/// Reads the issuing key of the node's data directory.
+/// Reads the issuing key of the node's data directory (the harness signs as the node does).
 pub(crate) fn issuing_key(dir: &Path) -> Result<IssuerSigningKey, Error> {
     let failed = |detail: String| Error::DataDir {
         path: dir.to_path_buf(),
         detail,
     };
-    let manifest_path = dir.join("keys.toml");
-    let text = std::fs::read_to_string(&manifest_path)
-        .map_err(|error| failed(format!("read keys.toml: {error}")))?;
-    let manifest: KeysManifest = toml::from_str(&text)
-        .map_err(|error| failed(format!("keys.toml is not valid: {}", error.message())))?;
-    let id: KeyId = manifest
-        .issuing
-        .ok_or_else(|| {
-            failed("keys.toml names no issuing key; `cyberid key generate` makes one".into())
-        })?
-        .parse()
-        .map_err(|error| failed(format!("keys.toml's issuing key id: {error}")))?;
-    let key_path = dir.join("keys").join(format!("{id}.key.pem"));
-    let pem = std::fs::read_to_string(&key_path).map_err(|error| {
-        failed(format!(
-            "read {}: {error} (the harness signs with the node's issuing key, so it must be \
-             able to read it)",
-            key_path.display()
-        ))
-    })?;
-    let key = IssuerSigningKey::from_pkcs8_pem(&pem)?;
-    if key.key_id() != id {
-        return Err(failed(format!(
-            "{} holds key {}, not {id}",
-            key_path.display(),
-            key.key_id()
-        )));
-    }
-    Ok(key)
+    cyberid_datadir::DataDir::open(dir)
+        .and_then(|opened| opened.issuing_key())
+        .map_err(|error| {
+            failed(format!(
+                "{error} (the harness signs with the node's issuing key, so it must be able to \
+                 read the data directory)"
+            ))
+        })
 }
 
 /// Signs every spec with the node's issuing key, on all cores.
@@ -521,13 +494,13 @@ mod tests {
         let dir = temp.path();
         let error = issuing_key(dir).unwrap_err();
         assert_eq!(error.code(), "data_directory");
-        assert!(error.to_string().contains("keys.toml"), "{error}");
+        assert!(error.to_string().contains("cyberid-data"), "{error}");
 
-        std::fs::write(
-            dir.join("keys.toml"),
-            "[[key]]\nid = \"0011223344556677\"\n",
-        )
-        .unwrap();
+        let opened = cyberid_datadir::DataDir::open_or_init(dir).unwrap();
+        let verify_only = IssuerSigningKey::generate().unwrap();
+        opened
+            .add_key(verify_only.public_key(), None, true, 1)
+            .unwrap();
         assert!(
             issuing_key(dir)
                 .unwrap_err()
@@ -536,21 +509,9 @@ mod tests {
         );
 
         let key = IssuerSigningKey::generate().unwrap();
-        let id = key.key_id();
-        std::fs::write(
-            dir.join("keys.toml"),
-            format!("issuing = \"{id}\"\n\n[[key]]\nid = \"{id}\"\nadded_at = 1\n"),
-        )
-        .unwrap();
-        let missing = issuing_key(dir).unwrap_err();
-        assert!(missing.to_string().contains(".key.pem"), "{missing}");
-
-        std::fs::create_dir(dir.join("keys")).unwrap();
-        std::fs::write(
-            dir.join("keys").join(format!("{id}.key.pem")),
-            key.to_pkcs8_pem().unwrap().as_bytes(),
-        )
-        .unwrap();
+        let id = opened
+            .add_key(key.public_key(), Some(&key), true, 2)
+            .unwrap();
         assert_eq!(issuing_key(dir).unwrap().key_id(), id);
 
         let specs = [
@@ -584,18 +545,10 @@ mod tests {
     fn data_dir_with_key() -> (tempfile::TempDir, IssuerSigningKey) {
         let temp = tempfile::tempdir().unwrap();
         let key = IssuerSigningKey::generate().unwrap();
-        let id = key.key_id();
-        std::fs::write(
-            temp.path().join("keys.toml"),
-            format!("issuing = \"{id}\"\n"),
-        )
-        .unwrap();
-        std::fs::create_dir(temp.path().join("keys")).unwrap();
-        std::fs::write(
-            temp.path().join("keys").join(format!("{id}.key.pem")),
-            key.to_pkcs8_pem().unwrap().as_bytes(),
-        )
-        .unwrap();
+        cyberid_datadir::DataDir::open_or_init(temp.path())
+            .unwrap()
+            .add_key(key.public_key(), Some(&key), true, 1)
+            .unwrap();
         (temp, key)
     }
 

@@ -8,20 +8,12 @@ pub enum Error {
     /// The engine refused or failed (a store that will not open, a bad key file...).
     #[error("{0}")]
     Engine(#[from] cyberid_engine::Error),
+    /// The data directory could not be read or changed.
+    #[error("{0}")]
+    Files(#[from] cyberid_datadir::Error),
     /// A setting is invalid; the text names it.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The data directory is not one `cyberid` can use; the text says why.
-    #[error("data directory {path}: {problem}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// A command named something that does not exist (a platform, an authority, a key).
-    #[error("{0}")]
-    NotFound(String),
     /// A command would create something that already exists.
     #[error("{0}")]
     Exists(String),
@@ -53,9 +45,8 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Engine(error) => error.code(),
+            Error::Files(error) => error.code(),
             Error::Config(_) => "config",
-            Error::DataDir { .. } => "data_directory",
-            Error::NotFound(_) => "not_found",
             Error::Exists(_) => "exists",
             Error::Io { .. } => "io",
             Error::Http(_) => "http",
@@ -66,12 +57,5 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
-    }
-
-    pub(crate) fn data_dir(path: &std::path::Path, problem: impl Into<String>) -> Error {
-        Error::DataDir {
-            path: path.display().to_string(),
-            problem: problem.into(),
-        }
     }
 }

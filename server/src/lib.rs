@@ -19,23 +19,22 @@
 
 // One job per module; each depends only on those listed after it:
 // cli (the command line and the demo) -> http (routes, the listener, a test client) -> node
-// (the running node's state: engine, store, metrics) -> auth (who is calling) -> datadir (the
-// files on disk, credentials editing) -> config, error.
+// (the running node's state: engine, store, metrics) -> auth (who is calling) -> config, error.
+// The files on disk (layout, keys, credentials editing) are the `cyberid-datadir` crate's.
 mod auth;
 mod cli;
 mod config;
-mod datadir;
 mod error;
 mod http;
 mod node;
 
 pub use cli::run as run_cli;
 pub use config::{LogFormat, ServeArgs, ServeConfig};
-pub use datadir::DataDir;
-pub use datadir::credentials::Scope;
+pub use cyberid_datadir::{DataDir, Scope};
 pub use error::Error;
 #[doc(hidden)]
 pub use http::ROUTES;
 #[doc(hidden)]
 pub use http::client::Client;
 pub use http::server::Server;
+pub use node::store::create_store;

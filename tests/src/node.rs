@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cyberid::{Client, DataDir, Scope, ServeConfig, Server};
 use cyberid_engine::{
     Assurance, CertificateFields, CertificateId, Claims, Clock, IssueRequest, Issuer, IssuerPolicy,
-    IssuerSigningKey, PlatformId, SystemClock, WebNumber,
+    PlatformId, SystemClock, WebNumber,
 };
 use serde_json::{Value, json};
 
@@ -62,15 +62,10 @@ pub fn prepare(root: &Path) -> Prepared {
         )
         .unwrap();
     let authority_key = dir.add_authority(AUTHORITY, now).unwrap();
-    dir.create_store(now - HISTORY_MARGIN).unwrap();
-    let pem = std::fs::read_to_string(root.join(format!("keys/{key_id}.key.pem"))).unwrap();
-    let issuer = Arc::new(
-        Issuer::new(
-            IssuerSigningKey::from_pkcs8_pem(&pem).unwrap(),
-            IssuerPolicy::default(),
-        )
-        .unwrap(),
-    );
+    cyberid::create_store(&dir, now - HISTORY_MARGIN).unwrap();
+    let issuing = dir.issuing_key().unwrap();
+    assert_eq!(issuing.key_id(), key_id);
+    let issuer = Arc::new(Issuer::new(issuing, IssuerPolicy::default()).unwrap());
     Prepared {
         shop_key,
         reader_key,

@@ -294,7 +294,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     // now minus the clock skew: the store may vouch from then on. (A node that starts empty
     // otherwise refuses certificates issued up to a skew before its creation.)
     if !dir.store_path().exists() {
-        dir.create_store(now.saturating_sub(config.clock_skew_s))?;
+        crate::create_store(&dir, now.saturating_sub(config.clock_skew_s))?;
     }
     println!("cyberid demo");
     println!("  data directory  {}", root.display());

@@ -13,7 +13,9 @@ use cyberid_engine::{Clock, IssuerPublicKey, IssuerSigningKey, KeyId, PlatformId
 
 use self::demo::DemoArgs;
 use self::process::{init_logging, runtime, shutdown_signal};
-use crate::datadir::credentials::{self, CredentialsFile};
+use clap::builder::TypedValueParser;
+use cyberid_datadir::{CredentialsFile, StoredKey};
+
 use crate::{DataDir, Error, Scope, ServeArgs, ServeConfig, Server};
 
 /// cyberid: verification tier of the national network identity service.
@@ -106,7 +108,12 @@ enum PlatformCommand {
         /// Platform id: what certificates name as their audience.
         id: PlatformId,
         /// What it may do; repeat for several.
-        #[arg(long = "scope", value_enum, default_values_t = [Scope::Verify])]
+        #[arg(
+            long = "scope",
+            default_values_t = [Scope::Verify],
+            value_parser = clap::builder::PossibleValuesParser::new(Scope::ALL.map(|(name, _)| name))
+                .map(|name| name.parse::<Scope>().expect("a listed scope")),
+        )]
         scopes: Vec<Scope>,
         /// Requests per second; the server's --rate-limit when absent, 0 for unlimited.
         #[arg(long)]
@@ -212,7 +219,7 @@ fn execute(command: Command) -> Result<(), Error> {
         } => {
             let opened = DataDir::open_or_init(&dir.data_dir)?;
             if let Some(at) = history_begins {
-                let begins = opened.create_store(at)?;
+                let begins = crate::create_store(&opened, at)?;
                 println!("store created; its history begins at {begins}");
             }
             println!("data directory ready: {}", opened.root().display());
@@ -300,10 +307,10 @@ fn key(command: KeyCommand) -> Result<(), Error> {
 }
 
 fn list_credentials(dir: &Path) -> Result<CredentialsFile, Error> {
-    DataDir::open(dir)?.read_toml("credentials.toml")
+    Ok(DataDir::open(dir)?.credentials()?)
 }
 
-fn key_ids(keys: &[credentials::StoredKey]) -> String {
+fn key_ids(keys: &[StoredKey]) -> String {
     keys.iter()
         .map(|key| key.id.as_str())
         .collect::<Vec<_>>()
@@ -319,21 +326,21 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
             rate_limit,
         } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            let api_key = credentials::add_platform(&dir, &id, &scopes, rate_limit, now())?;
+            let api_key = dir.add_platform(&id, &scopes, rate_limit, now())?;
             println!("{api_key}");
             eprintln!("(shown once: only a keyed hash of it is stored)");
             Ok(())
         }
         PlatformCommand::AddKey { dir, id } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            println!("{}", credentials::add_key(&dir, id.as_str(), false, now())?);
+            println!("{}", dir.add_api_key(id.as_str(), false, now())?);
             Ok(())
         }
         PlatformCommand::RevokeKey { dir, key_id } => {
-            credentials::revoke_key(&DataDir::open(&dir.data_dir)?, &key_id)
+            Ok(DataDir::open(&dir.data_dir)?.revoke_api_key(&key_id)?)
         }
         PlatformCommand::Remove { dir, id } => {
-            credentials::remove(&DataDir::open(&dir.data_dir)?, id.as_str(), false)
+            Ok(DataDir::open(&dir.data_dir)?.remove_principal(id.as_str(), false)?)
         }
         PlatformCommand::List { dir } => {
             println!(
@@ -365,20 +372,20 @@ fn authority(command: AuthorityCommand) -> Result<(), Error> {
     match command {
         AuthorityCommand::Add { dir, id } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            println!("{}", credentials::add_authority(&dir, &id, now())?);
+            println!("{}", dir.add_authority(&id, now())?);
             eprintln!("(shown once: only a keyed hash of it is stored)");
             Ok(())
         }
         AuthorityCommand::AddKey { dir, id } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            println!("{}", credentials::add_key(&dir, &id, true, now())?);
+            println!("{}", dir.add_api_key(&id, true, now())?);
             Ok(())
         }
         AuthorityCommand::RevokeKey { dir, key_id } => {
-            credentials::revoke_key(&DataDir::open(&dir.data_dir)?, &key_id)
+            Ok(DataDir::open(&dir.data_dir)?.revoke_api_key(&key_id)?)
         }
         AuthorityCommand::Remove { dir, id } => {
-            credentials::remove(&DataDir::open(&dir.data_dir)?, &id, true)
+            Ok(DataDir::open(&dir.data_dir)?.remove_principal(&id, true)?)
         }
         AuthorityCommand::List { dir } => {
             println!("{:<24} KEY IDS", "AUTHORITY");

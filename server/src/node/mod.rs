@@ -8,13 +8,13 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use cyberid_engine::{Clock, Issuer, KeyId, KeyRegistry, Pipeline, SystemClock, Verifier};
 
 mod metrics;
-mod store;
+pub(crate) mod store;
 
 use self::metrics::{Metrics, Sizes};
 use self::store::NodeStore;
 use crate::auth::Credentials;
-use crate::datadir::{DataDir, LoadedKey};
 use crate::{Error, ServeConfig};
+use cyberid_datadir::{DataDir, LoadedKey};
 
 /// The engine of a node whose store is open. Field order is drop order: the pipeline answers
 /// what it queued before the store closes.

@@ -12,8 +12,8 @@ use cyberid_store_etcd::{EtcdStats, EtcdStore};
 use cyberid_store_rocksdb::DurableStore;
 
 use super::metrics::Metrics;
-use crate::ServeConfig;
-use crate::datadir::DataDir;
+use crate::{Error as ServerError, ServeConfig};
+use cyberid_datadir::DataDir;
 
 /// What a node needs of its store: both halves of the state, and whether it can serve.
 pub(crate) trait NodeStore: NonceStore + RevocationSet + std::fmt::Debug {
@@ -42,6 +42,26 @@ impl NodeStore for EtcdStore {
     fn etcd_stats(&self) -> Option<EtcdStats> {
         Some(self.stats())
     }
+}
+
+/// Creates the embedded store of `dir` with its history beginning at `history_begins` (see
+/// `StoreOptions::history_begins`); returns the start recorded. Refuses if a store exists: its
+/// history stays as recorded.
+pub fn create_store(dir: &DataDir, history_begins: u64) -> Result<u64, ServerError> {
+    use cyberid_engine::SystemClock;
+    use cyberid_store_rocksdb::StoreOptions;
+    if dir.store_path().exists() {
+        return Err(ServerError::Exists(format!(
+            "{} already holds a store, whose history stays as recorded",
+            dir.store_path().display()
+        )));
+    }
+    let options = StoreOptions {
+        history_begins: Some(history_begins),
+        ..StoreOptions::default()
+    };
+    let store = DurableStore::open(&dir.store_path(), options, Arc::new(SystemClock))?;
+    Ok(store.history_begins())
 }
 
 /// Opens the store the configuration names. Blocking (the etcd store connects to its cluster
