@@ -204,6 +204,11 @@ struct Cli {
     /// Write the chart (latency percentiles and throughput per second) as SVG here.
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     svg: Option<PathBuf>,
+    /// Prepare the requests the other flags describe (--requests of them, in send order),
+    /// write their bodies here one per line, and exit without sending anything: the input
+    /// of loadtest/wrk-distinct.lua, which sends each once.
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    write_bodies: Option<PathBuf>,
     /// No progress bar (there is none anyway when standard error is not a terminal).
     #[arg(long, help_heading = "Output")]
     quiet: bool,
@@ -357,6 +362,21 @@ pub fn run_cli() -> ExitCode {
     if cli.threads == 0 {
         eprintln!("cyberid-loadtest: --threads must be at least 1 [config]");
         return ExitCode::from(EXIT_NOT_RUN);
+    }
+    if let Some(path) = &cli.write_bodies {
+        let written = cli
+            .config()
+            .and_then(|config| crate::run::write_bodies_blocking(&config, path));
+        return match written {
+            Ok(count) => {
+                println!("wrote {count} bodies to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("cyberid-loadtest: {error} [{}]", error.code());
+                ExitCode::from(EXIT_NOT_RUN)
+            }
+        };
     }
     let report = cli
         .config()

@@ -97,6 +97,39 @@ pub fn run_blocking(config: &Config, threads: usize) -> Result<Report, Error> {
     runtime.block_on(run(config))
 }
 
+/// Prepares `config.requests` requests (the default closed-loop count if unset) and writes
+/// their bodies to `path`, one per line in send order; returns how many. For generators that
+/// cannot sign certificates themselves (wrk): each valid certificate is then sent once.
+pub(crate) fn write_bodies_blocking(config: &Config, path: &std::path::Path) -> Result<u64, Error> {
+    use std::io::Write;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the async runtime"))?;
+    let total = config
+        .requests
+        .unwrap_or(crate::config::DEFAULT_CLOSED_REQUESTS);
+    let prepared = runtime.block_on(prepare(config, total))?;
+    let file =
+        std::fs::File::create(path).map_err(Error::io(format!("create {}", path.display())))?;
+    let mut out = std::io::BufWriter::new(file);
+    let requests = &prepared.requests;
+    for index in 0..requests.len() {
+        let (_, body) = requests.get(index);
+        if body.contains(&b'\n') {
+            return Err(Error::Config(
+                "--write-bodies writes one body per line: use --body json or text".into(),
+            ));
+        }
+        out.write_all(body)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(Error::io(format!("write {}", path.display())))?;
+    }
+    out.flush()
+        .map_err(Error::io(format!("write {}", path.display())))?;
+    Ok(requests.len() as u64)
+}
+
 /// One phase, from preparation to its tally.
 #[derive(Debug)]
 struct Ran {
