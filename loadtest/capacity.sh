@@ -4,7 +4,7 @@
 #   loadtest/capacity.sh [SECONDS] [SECTION...]     (defaults: 5, every section)
 #
 # Sections: reference ceiling mix connections threads batch queue store allocator curve
-# cluster. The `cluster` section (not in the default list) starts a 3-member etcd cluster on
+# cluster before. The `cluster` section (not in the default list) starts a 3-member etcd cluster on
 # loopback (scripts/etcd-cluster.sh, needs etcd-server) and compares one node on RocksDB with
 # one and two nodes on etcd (flags @etcd and @two: the second node serves a copy of the first's
 # keys and credentials on the same store, and the harness spreads its connections over both).
@@ -16,7 +16,8 @@
 # share the cores unless a row says otherwise, as a co-located generator would; the
 # generator's cost is read from the `ceiling` row. Needs curl, taskset; the `store` section's
 # tmpfs row uses /dev/shm. CAPACITY_PREBUILT=1 skips the build and uses the release binaries
-# already in the build directory.
+# already in the build directory. CAPACITY_BEFORE=PATH names another build of `cyberid` (an
+# earlier commit) for the `before` section, which alternates it with this build row by row.
 set -euo pipefail
 
 seconds=${1:-5}
@@ -150,6 +151,7 @@ row() {
     local label=$1 node_flags=$2 binary=$bin/cyberid parent=$work
     shift 2
     [[ $node_flags == *system-allocator* ]] && binary=$work/cyberid-system-allocator
+    [[ $node_flags == *@before* ]] && binary=${CAPACITY_BEFORE:?the before section needs CAPACITY_BEFORE}
     [[ $node_flags == *tmpfs* ]] && parent=/dev/shm
     local store=() targets=()
     if [[ $node_flags == *@etcd* ]]; then
@@ -280,6 +282,17 @@ for section in "${sections[@]}"; do
             row "$rate/s, 1 node, etcd" "@etcd" --rate "$rate" --connections 256 --duration "$seconds"
             row "$rate/s, 2 nodes, etcd" "@etcd @two" --rate "$rate" --connections 256 \
                 --duration "$seconds"
+        done
+        ;;
+    before)
+        header "Before and after (CAPACITY_BEFORE against this build, alternating; valid only)"
+        for _ in 1 2; do
+            row "before, closed loop" "@before" "${closed[@]}"
+            row "after, closed loop" "" "${closed[@]}"
+        done
+        for rate in 10000 15000 20000; do
+            row "before, $rate/s open loop" "@before" --rate "$rate" --connections 256 --duration "$seconds"
+            row "after, $rate/s open loop" "" --rate "$rate" --connections 256 --duration "$seconds"
         done
         ;;
     curve)
