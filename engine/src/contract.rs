@@ -82,7 +82,8 @@ macro_rules! revocation_set_contract {
         mod revocation_set_contract {
             $crate::contract_tests!(super::$make: standing_moves_through_suspend_revoke_reinstate,
                 certificates_and_keys_are_revoked, history_pages_in_order,
-                bad_records_are_refused_and_not_recorded, batches_apply_in_order_all_or_nothing);
+                bad_records_are_refused_and_not_recorded, batches_apply_in_order_all_or_nothing,
+                enrollment_events_are_recorded_and_change_no_standing);
         }
     };
 }
@@ -298,6 +299,52 @@ pub fn certificates_and_keys_are_revoked<S: RevocationSet>(make: impl Fn(Setup) 
             keys: 1
         }
     );
+}
+
+/// See the macros.
+pub fn enrollment_events_are_recorded_and_change_no_standing<S: RevocationSet>(
+    make: impl Fn(Setup) -> Subject<S>,
+) {
+    let subject = make(Setup::default());
+    let set = &subject.store;
+    let child = web_number("7K3MQ9XZ2P");
+    let events = [
+        EnrollmentEvent::Enrolled,
+        EnrollmentEvent::GuardianLinked {
+            guardian: web_number("H4TJ8W2NQR"),
+        },
+        EnrollmentEvent::ReEnrolled,
+        EnrollmentEvent::DeviceChanged,
+    ];
+    let records: Vec<RevocationRecord> = events
+        .iter()
+        .map(|event| {
+            record(RevocationChange::Enrollment {
+                web_number: child,
+                event: *event,
+            })
+        })
+        .collect();
+    assert_eq!(set.apply_batch(&records[..2]).unwrap(), 2);
+    assert_eq!(set.apply_batch(&records[2..]).unwrap(), 4);
+    assert_eq!(set.standing(&child), Standing::Active);
+    assert_eq!(set.counts(), RevocationCounts::default());
+    let history: Vec<RevocationRecord> = set
+        .history(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, record)| record)
+        .collect();
+    assert_eq!(history, records);
+    // A revoked holder's later enrollment events are still recorded (the audit trail is not
+    // the place that refuses them).
+    set.apply(record(RevocationChange::WebNumber {
+        web_number: child,
+        standing: Standing::Revoked,
+    }))
+    .unwrap();
+    set.apply(records[0].clone()).unwrap();
+    assert_eq!(set.standing(&child), Standing::Revoked);
 }
 
 /// See the macros.

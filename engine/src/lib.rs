@@ -80,8 +80,9 @@ pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, Pipelin
 pub use platform::PlatformId;
 pub use request_key::RequestKey;
 pub use store::{
-    MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore, RevocationChange,
-    RevocationCounts, RevocationMaps, RevocationRecord, RevocationSet, Standing, claim_in_memory,
+    EnrollmentEvent, MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore,
+    RevocationChange, RevocationCounts, RevocationMaps, RevocationRecord, RevocationSet, Standing,
+    claim_in_memory,
 };
 pub use verify::{
     Context, Input, Reason, SignedCertificate, Verdict, Verified, Verifier, VerifierConfig,

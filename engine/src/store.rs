@@ -49,6 +49,41 @@ pub enum RevocationChange {
         /// The key.
         key_id: KeyId,
     },
+    /// Changes no standing: an enrollment event, kept in the same history so that the audit
+    /// trail of who enrolled whom, when, with which device change or guardian, is one ordered
+    /// log beside the revocations. Never identity data.
+    Enrollment {
+        /// The holder.
+        web_number: WebNumber,
+        /// What happened.
+        #[serde(flatten)]
+        event: EnrollmentEvent,
+    },
+}
+
+/// What an enrollment changed, as the audit trail records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum EnrollmentEvent {
+    /// A person enrolled for the first time and received this Web Number.
+    Enrolled,
+    /// The same person enrolled again (a new phone): the Web Number is kept.
+    ReEnrolled,
+    /// The holder's device key was replaced; the old one stopped working at once.
+    DeviceChanged,
+    /// A guardian was linked to the holder (a child under 14 at enrollment).
+    GuardianLinked {
+        /// The guardian's Web Number.
+        guardian: WebNumber,
+    },
+}
+
+impl RevocationChange {
+    /// Whether this change affects verification (a standing, a certificate, a key) rather than
+    /// only recording an event.
+    pub fn changes_standing(&self) -> bool {
+        !matches!(self, RevocationChange::Enrollment { .. })
+    }
 }
 
 /// A revocation with its provenance, as authorities see it in the history.
@@ -256,6 +291,7 @@ impl RevocationMaps {
             RevocationChange::IssuerKey { key_id } => {
                 self.keys.insert(key_id, ());
             }
+            RevocationChange::Enrollment { .. } => {}
         }
     }
 
@@ -462,5 +498,38 @@ impl NonceStore for FailingNonceStore {
     }
     fn expire(&self, _: u64) -> Result<usize, Error> {
         Err(Error::Poisoned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_event_reads_flat_in_the_history() {
+        let record = RevocationRecord {
+            change: RevocationChange::Enrollment {
+                web_number: "7K3MQ9XZ2P".parse().unwrap(),
+                event: EnrollmentEvent::GuardianLinked {
+                    guardian: "H4TJ8W2NQR".parse().unwrap(),
+                },
+            },
+            reason: "enrollment".into(),
+            authority: "app-backend".into(),
+            at: 1_796_000_000,
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "target": "enrollment", "web_number": "7K3MQ9XZ2P", "event": "guardian_linked",
+                "guardian": "H4TJ8W2NQR", "reason": "enrollment", "authority": "app-backend",
+                "at": 1_796_000_000u64,
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<RevocationRecord>(json).unwrap(),
+            record
+        );
     }
 }

@@ -70,6 +70,19 @@ pub enum Error {
     /// A vault record or key is not in its binary form; the text says which rule it broke.
     #[error("malformed vault data: {0}")]
     VaultFormat(&'static str),
+    /// The blind index or the Web Number changed between reading and writing an enrollment
+    /// (a concurrent enrollment of the same person); nothing was written.
+    #[error("a concurrent enrollment of the same person got there first; retry")]
+    EnrollmentRace,
+    /// The holder may not receive certificates now (suspended or revoked).
+    #[error("the holder's Web Number is {0}: no certificates are issued for it")]
+    HolderStanding(&'static str),
+    /// A signed request or consent was already used.
+    #[error("this signed request was already used; sign a new one")]
+    Replayed,
+    /// A stored enrollment does not decode.
+    #[error("a stored enrollment does not decode: {0}")]
+    Corrupt(&'static str),
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
@@ -101,6 +114,10 @@ impl Error {
             Error::VaultIntegrity => "vault_integrity",
             Error::VaultKeyUnknown(_) => "vault_key_unknown",
             Error::VaultFormat(_) => "vault_format",
+            Error::EnrollmentRace => "enrollment_race",
+            Error::HolderStanding(_) => "holder_standing",
+            Error::Replayed => "request_replayed",
+            Error::Corrupt(_) => "registry_corrupt",
             Error::Random => "random",
             Error::Engine(error) => error.code(),
         }
@@ -115,6 +132,8 @@ impl Error {
             | Error::VaultKeyUnknown(_)
             | Error::VaultFormat(_)
             | Error::Random => Fault::Bug,
+            // As the engine classes a corrupt store: this node cannot serve; another may.
+            Error::EnrollmentRace | Error::Corrupt(_) => Fault::Retry,
             Error::Engine(error) => error.fault(),
             _ => Fault::Caller,
         }

@@ -55,8 +55,12 @@ mod document;
 mod error;
 mod guardian;
 mod holder;
+mod registry;
 mod resident_id;
 mod vault;
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 
 pub use blind_index::{BLIND_INDEX_LEN, BlindIndex, INDEX_KEY_LEN, IndexKey};
 pub use date::Date;
@@ -67,5 +71,6 @@ pub use holder::{
     DeviceKey, DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody, REQUEST_LEN,
     REQUEST_NONCE_LEN, SignedHolderRequest,
 };
+pub use registry::{Enrollment, MemoryRegistry, Registry, check_expected};
 pub use resident_id::{RESIDENT_ID_LEN, ResidentId};
 pub use vault::{KEY_LEN, SealedRecord, Vault, VaultKey, WrappedKey, rewrap};

@@ -141,6 +141,7 @@ pub(super) async fn handle(
         RevocationChange::WebNumber { .. } => "web_number",
         RevocationChange::Certificate { .. } => "certificate",
         RevocationChange::IssuerKey { .. } => "issuer_key",
+        RevocationChange::Enrollment { .. } => "enrollment",
     };
     let store = engine.store.clone();
     // A synced write: off the async workers.

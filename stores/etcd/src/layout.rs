@@ -88,9 +88,13 @@ impl Keys {
         prefix_end(&self.state)
     }
 
-    /// The state key a change writes, and its value (`None`: delete the key).
-    pub(crate) fn state_op(&self, change: &RevocationChange) -> (String, Option<&'static str>) {
-        match change {
+    /// The state key a change writes, and its value (`None`: delete the key); `None` for a
+    /// change that only goes into the log (an enrollment event).
+    pub(crate) fn state_op(
+        &self,
+        change: &RevocationChange,
+    ) -> Option<(String, Option<&'static str>)> {
+        Some(match change {
             RevocationChange::WebNumber {
                 web_number,
                 standing,
@@ -109,7 +113,8 @@ impl Keys {
             RevocationChange::IssuerKey { key_id } => {
                 (format!("{}k/{key_id}", self.state), Some(""))
             }
-        }
+            RevocationChange::Enrollment { .. } => return None,
+        })
     }
 
     /// Applies one state key read back from etcd to `maps`.
@@ -312,7 +317,7 @@ mod tests {
             RevocationChange::Certificate { certificate_id },
             RevocationChange::IssuerKey { key_id },
         ] {
-            let (key, value) = keys.state_op(&change);
+            let (key, value) = keys.state_op(&change).unwrap();
             keys.load_state(&maps, key.as_bytes(), value.unwrap().as_bytes())
                 .unwrap();
         }
@@ -324,6 +329,7 @@ mod tests {
                 web_number: holder,
                 standing: Standing::Active
             })
+            .unwrap()
             .1,
             None
         );

@@ -426,7 +426,9 @@ impl Shared {
         // A key may appear once per transaction: each state key gets the last change to it.
         let mut state: Vec<(String, Option<&'static str>)> = Vec::new();
         for record in records {
-            let (key, value) = self.keys.state_op(&record.change);
+            let Some((key, value)) = self.keys.state_op(&record.change) else {
+                continue;
+            };
             match state.iter_mut().find(|(held, _)| *held == key) {
                 Some(slot) => slot.1 = value,
                 None => state.push((key, value)),

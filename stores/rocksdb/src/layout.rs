@@ -78,9 +78,10 @@ pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
 }
 
-/// A revocation's entry in `revocation_state`: the key, and the value or `None` to delete it.
-pub(crate) fn encode_state(change: &RevocationChange) -> (Vec<u8>, Option<Vec<u8>>) {
-    match change {
+/// A revocation's entry in `revocation_state`: the key, and the value or `None` to delete it;
+/// `None` for a change that only goes into the log (an enrollment event).
+pub(crate) fn encode_state(change: &RevocationChange) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    Some(match change {
         RevocationChange::WebNumber {
             web_number,
             standing,
@@ -100,7 +101,8 @@ pub(crate) fn encode_state(change: &RevocationChange) -> (Vec<u8>, Option<Vec<u8
         RevocationChange::IssuerKey { key_id } => {
             ([&[b'k'][..], key_id.as_bytes()].concat(), Some(Vec::new()))
         }
-    }
+        RevocationChange::Enrollment { .. } => return None,
+    })
 }
 
 pub(crate) fn decode_state(key: &[u8], value: &[u8]) -> Option<RevocationChange> {
@@ -147,7 +149,7 @@ mod tests {
                 key_id: KeyId::from_bytes([9; 8]),
             },
         ] {
-            let (key, value) = encode_state(&change);
+            let (key, value) = encode_state(&change).unwrap();
             assert_eq!(decode_state(&key, &value.unwrap()), Some(change));
         }
         assert_eq!(decode_state(b"w7K3MQ9XZ2P", &[3]), None);

@@ -37,8 +37,9 @@ impl RevocationSet for DurableStore {
         let mut batch = WriteBatch::default();
         for (offset, record) in (1..).zip(records) {
             match encode_state(&record.change) {
-                (key, Some(value)) => batch.put_cf(&state, key, value),
-                (key, None) => batch.delete_cf(&state, key),
+                Some((key, Some(value))) => batch.put_cf(&state, key, value),
+                Some((key, None)) => batch.delete_cf(&state, key),
+                None => {}
             }
             let json = serde_json::to_vec(record).map_err(|e| Error::Store {
                 context: "encode revocation",
