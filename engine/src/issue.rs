@@ -83,8 +83,9 @@ impl Issuer {
         &self.key
     }
 
-    /// Issues a certificate at time `now` (Unix seconds) with a fresh random certificate id.
-    pub fn issue(&self, request: &IssueRequest, now: u64) -> Result<Certificate, Error> {
+    /// Refuses what [`issue`](Self::issue) would refuse about the request itself (its
+    /// lifetime), without signing: for callers that must not use anything up on a refusal.
+    pub fn check(&self, request: &IssueRequest) -> Result<u16, Error> {
         let lifetime = request.lifetime.unwrap_or(self.policy.default_lifetime);
         if lifetime == 0 || lifetime > self.policy.max_lifetime {
             return Err(Error::Lifetime {
@@ -92,6 +93,12 @@ impl Issuer {
                 max: u64::from(self.policy.max_lifetime),
             });
         }
+        Ok(lifetime)
+    }
+
+    /// Issues a certificate at time `now` (Unix seconds) with a fresh random certificate id.
+    pub fn issue(&self, request: &IssueRequest, now: u64) -> Result<Certificate, Error> {
+        let lifetime = self.check(request)?;
         if now.checked_add(u64::from(lifetime)).is_none() {
             return Err(Error::Config("issue time is out of range"));
         }

@@ -57,6 +57,7 @@ mod guardian;
 mod holder;
 mod registry;
 mod resident_id;
+mod service;
 mod vault;
 
 #[cfg(any(test, feature = "contract"))]
@@ -73,4 +74,5 @@ pub use holder::{
 };
 pub use registry::{Enrollment, MemoryRegistry, Registry, check_expected};
 pub use resident_id::{RESIDENT_ID_LEN, ResidentId};
+pub use service::{Enrolled, EnrollmentRequest, IdentityService, IdentityStore, ServiceConfig};
 pub use vault::{KEY_LEN, SealedRecord, Vault, VaultKey, WrappedKey, rewrap};
