@@ -1,8 +1,9 @@
-//! `credentials.toml`: who may call the server, platforms (verify, issue) and authorities
-//! (administration), each with API keys; and the management commands that edit it.
+//! `credentials.toml`: who may call the server, platforms (verify, issue), authorities
+//! (administration) and enrollment agents (the official app's back end, which enrolls holders),
+//! each with API keys; and the management commands that edit it.
 //!
-//! An API key reads `cyp_<id>_<secret>` for a platform and `cya_<id>_<secret>` for an
-//! authority, so one can never be mistaken for the other. The file keeps only the id and
+//! An API key reads `cyp_<id>_<secret>` for a platform, `cya_<id>_<secret>` for an authority and
+//! `cye_<id>_<secret>` for an enrollment agent, so one can never be mistaken for another. The file keeps only the id and
 //! HMAC-SM3(credential secret, key): a copy of `credentials.toml` alone lets nobody in. The
 //! running server checks presented keys against it (the server's `auth` module).
 
@@ -16,6 +17,38 @@ use crate::{DataDir, Error};
 pub const PLATFORM_PREFIX: &str = "cyp_";
 /// The start of every authority API key.
 pub const AUTHORITY_PREFIX: &str = "cya_";
+/// The start of every enrollment agent API key.
+pub const AGENT_PREFIX: &str = "cye_";
+
+/// The kinds of credential holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrincipalKind {
+    /// A platform: verifies (and, as a trusted issuer, issues).
+    Platform,
+    /// An authority: administers revocations and reads the history.
+    Authority,
+    /// An enrollment agent: enrolls holders.
+    EnrollmentAgent,
+}
+
+impl PrincipalKind {
+    /// The start of this kind's API keys.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            PrincipalKind::Platform => PLATFORM_PREFIX,
+            PrincipalKind::Authority => AUTHORITY_PREFIX,
+            PrincipalKind::EnrollmentAgent => AGENT_PREFIX,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PrincipalKind::Platform => "platform",
+            PrincipalKind::Authority => "authority",
+            PrincipalKind::EnrollmentAgent => "enrollment agent",
+        }
+    }
+}
 /// Bytes of an API key's id (the hex between the prefix and the secret).
 pub const KEY_ID_LEN: usize = 8;
 const CREDENTIALS: &str = "credentials.toml";
@@ -71,6 +104,40 @@ pub struct CredentialsFile {
     /// The authorities (administration).
     #[serde(default, rename = "authority")]
     pub authorities: Vec<AuthorityEntry>,
+    /// The enrollment agents; the same shape as an authority (a name recorded in the audit
+    /// trail, and keys).
+    #[serde(
+        default,
+        rename = "enrollment_agent",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub agents: Vec<AuthorityEntry>,
+}
+
+impl CredentialsFile {
+    fn keys_of(&mut self, kind: PrincipalKind, id: &str) -> Option<&mut Vec<StoredKey>> {
+        match kind {
+            PrincipalKind::Platform => self
+                .platforms
+                .iter_mut()
+                .find(|p| p.id.as_str() == id)
+                .map(|p| &mut p.keys),
+            PrincipalKind::Authority => self
+                .authorities
+                .iter_mut()
+                .find(|a| a.id == id)
+                .map(|a| &mut a.keys),
+            PrincipalKind::EnrollmentAgent => self
+                .agents
+                .iter_mut()
+                .find(|a| a.id == id)
+                .map(|a| &mut a.keys),
+        }
+    }
+
+    fn principals(&self) -> usize {
+        self.platforms.len() + self.authorities.len() + self.agents.len()
+    }
 }
 
 /// A platform of `credentials.toml`.
@@ -127,7 +194,7 @@ pub fn decode_id(hex_id: &str) -> Option<[u8; KEY_ID_LEN]> {
 
 /// Splits `cyp_<id>_<secret>` into its prefix and id, checking the shape.
 pub fn parse_api_key(api_key: &str) -> Option<(&'static str, [u8; KEY_ID_LEN])> {
-    let prefix = [PLATFORM_PREFIX, AUTHORITY_PREFIX]
+    let prefix = [PLATFORM_PREFIX, AUTHORITY_PREFIX, AGENT_PREFIX]
         .into_iter()
         .find(|prefix| api_key.starts_with(prefix))?;
     let (id, secret) = api_key[prefix.len()..].split_once('_')?;
@@ -192,32 +259,21 @@ impl DataDir {
         Ok(key.api_key)
     }
 
-    /// Gives an existing platform or authority one more API key (for rotation).
-    pub fn add_api_key(&self, principal: &str, authority: bool, now: u64) -> Result<String, Error> {
+    /// Gives an existing platform, authority or enrollment agent one more API key (for
+    /// rotation).
+    pub fn add_api_key(
+        &self,
+        principal: &str,
+        kind: PrincipalKind,
+        now: u64,
+    ) -> Result<String, Error> {
         let _lock = self.lock()?;
         let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
         let secret = self.credential_secret()?;
-        let keys = if authority {
-            file.authorities
-                .iter_mut()
-                .find(|a| a.id == principal)
-                .map(|a| &mut a.keys)
-        } else {
-            file.platforms
-                .iter_mut()
-                .find(|p| p.id.as_str() == principal)
-                .map(|p| &mut p.keys)
-        }
-        .ok_or_else(|| Error::NotFound(format!("no such {}: {principal}", kind(authority))))?;
-        let key = new_key(
-            &secret,
-            if authority {
-                AUTHORITY_PREFIX
-            } else {
-                PLATFORM_PREFIX
-            },
-            now,
-        )?;
+        let keys = file
+            .keys_of(kind, principal)
+            .ok_or_else(|| Error::NotFound(format!("no such {}: {principal}", kind.name())))?;
+        let key = new_key(&secret, kind.prefix(), now)?;
         keys.push(key.stored);
         self.write_toml(CREDENTIALS, &file)?;
         Ok(key.api_key)
@@ -233,6 +289,7 @@ impl DataDir {
             .iter_mut()
             .map(|p| &mut p.keys)
             .chain(file.authorities.iter_mut().map(|a| &mut a.keys))
+            .chain(file.agents.iter_mut().map(|a| &mut a.keys))
         {
             let before = keys.len();
             keys.retain(|k| k.id != key_id);
@@ -244,20 +301,20 @@ impl DataDir {
         self.write_toml(CREDENTIALS, &file)
     }
 
-    /// Removes a platform or an authority with all its keys.
-    pub fn remove_principal(&self, principal: &str, authority: bool) -> Result<(), Error> {
+    /// Removes a platform, an authority or an enrollment agent with all its keys.
+    pub fn remove_principal(&self, principal: &str, kind: PrincipalKind) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
-        let before = file.platforms.len() + file.authorities.len();
-        if authority {
-            file.authorities.retain(|a| a.id != principal);
-        } else {
-            file.platforms.retain(|p| p.id.as_str() != principal);
+        let before = file.principals();
+        match kind {
+            PrincipalKind::Platform => file.platforms.retain(|p| p.id.as_str() != principal),
+            PrincipalKind::Authority => file.authorities.retain(|a| a.id != principal),
+            PrincipalKind::EnrollmentAgent => file.agents.retain(|a| a.id != principal),
         }
-        if file.platforms.len() + file.authorities.len() == before {
+        if file.principals() == before {
             return Err(Error::NotFound(format!(
                 "no such {}: {principal}",
-                kind(authority)
+                kind.name()
             )));
         }
         self.write_toml(CREDENTIALS, &file)
@@ -265,34 +322,50 @@ impl DataDir {
 
     /// Registers an authority; returns its first API key, which is not stored anywhere.
     pub fn add_authority(&self, id: &str, now: u64) -> Result<String, Error> {
+        self.add_named(id, PrincipalKind::Authority, now)
+    }
+
+    /// Registers an enrollment agent (the official app's back end, which read the card's chip
+    /// and checked the live face); returns its first API key, which is not stored anywhere.
+    pub fn add_enrollment_agent(&self, id: &str, now: u64) -> Result<String, Error> {
+        self.add_named(id, PrincipalKind::EnrollmentAgent, now)
+    }
+
+    fn add_named(&self, id: &str, kind: PrincipalKind, now: u64) -> Result<String, Error> {
+        // The name is recorded as the actor in the audit trail, which takes these characters.
         let valid = !id.is_empty()
             && id.len() <= 64
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !valid {
-            return Err(Error::Invalid(
-                "an authority id is 1 to 64 characters from letters, digits, '.', '_' and '-'"
-                    .into(),
-            ));
+            return Err(Error::Invalid(format!(
+                "an {} id is 1 to 64 characters from letters, digits, '.', '_' and '-'",
+                kind.name()
+            )));
         }
         let _lock = self.lock()?;
         let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
-        if file.authorities.iter().any(|a| a.id == id) {
-            return Err(Error::Exists(format!("authority {id} exists")));
+        if file.keys_of(kind, id).is_some() {
+            return Err(Error::Exists(format!("{} {id} exists", kind.name())));
         }
-        let key = new_key(&self.credential_secret()?, AUTHORITY_PREFIX, now)?;
-        file.authorities.push(AuthorityEntry {
+        let key = new_key(&self.credential_secret()?, kind.prefix(), now)?;
+        let entry = AuthorityEntry {
             id: id.to_owned(),
             keys: vec![key.stored],
-        });
+        };
+        match kind {
+            PrincipalKind::Authority => file.authorities.push(entry),
+            PrincipalKind::EnrollmentAgent => file.agents.push(entry),
+            PrincipalKind::Platform => {
+                return Err(Error::Invalid(
+                    "platforms are added with their scopes".into(),
+                ));
+            }
+        }
         self.write_toml(CREDENTIALS, &file)?;
         Ok(key.api_key)
     }
-}
-
-fn kind(authority: bool) -> &'static str {
-    if authority { "authority" } else { "platform" }
 }
 
 #[cfg(test)]
@@ -327,6 +400,18 @@ mod tests {
         );
         dir.add_authority("ops", 1).unwrap();
         assert_eq!(dir.add_authority("ops", 1).unwrap_err().code(), "exists");
+        let agent = dir.add_enrollment_agent("ops", 1).unwrap();
+        assert!(
+            agent.starts_with(AGENT_PREFIX),
+            "an agent may share an authority's name"
+        );
+        assert_eq!(
+            dir.add_enrollment_agent("ops", 1).unwrap_err().code(),
+            "exists"
+        );
+        dir.remove_principal("ops", PrincipalKind::EnrollmentAgent)
+            .unwrap();
+        assert_eq!(dir.credentials().unwrap().authorities.len(), 1);
         assert_eq!(
             dir.add_authority("bad name", 1).unwrap_err().code(),
             "config"

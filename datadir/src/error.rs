@@ -40,6 +40,9 @@ pub enum Error {
     /// The engine refused a key file (not SM2, not PEM...) or had no randomness.
     #[error("{0}")]
     Engine(#[from] cyberid_engine::Error),
+    /// An identity key file could not be used (a damaged or swapped vault key...).
+    #[error("{0}")]
+    Identity(#[from] cyberid_identity::Error),
 }
 
 impl Error {
@@ -53,6 +56,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Encode(_) => "encode",
             Error::Engine(error) => error.code(),
+            Error::Identity(error) => error.code(),
         }
     }
 

@@ -11,6 +11,7 @@
 //!   keys/<id>.key.pem     issuer private keys (PKCS#8 PEM, mode 0600), only where this node issues
 //!   credentials.toml      platforms and authorities with keyed hashes of their API keys
 //!   credential.secret     the key of those hashes (mode 0600)
+//!   identity/             the blind index key and the vault's keys (mode 0600, see `identity_keys`)
 //! ```
 //!
 //! Files change only by atomic replacement (write, fsync, rename, fsync the directory), under an
@@ -43,13 +44,15 @@ use serde::Serialize;
 
 mod credentials;
 mod error;
+mod identity;
 mod keys;
 
 pub use credentials::{
-    AUTHORITY_PREFIX, AuthorityEntry, CredentialsFile, KEY_ID_LEN, PLATFORM_PREFIX, PlatformEntry,
-    Scope, StoredKey, decode_id, hash_key, parse_api_key,
+    AGENT_PREFIX, AUTHORITY_PREFIX, AuthorityEntry, CredentialsFile, KEY_ID_LEN, PLATFORM_PREFIX,
+    PlatformEntry, PrincipalKind, Scope, StoredKey, decode_id, hash_key, parse_api_key,
 };
 pub use error::Error;
+pub use identity::IdentityKeys;
 pub use keys::{KeyEntry, KeysManifest, LoadedKey};
 
 /// A fresh data directory in a temporary directory, for unit tests.
@@ -129,6 +132,7 @@ impl DataDir {
         self.write_atomic(SECRET, &secret, true)?;
         self.save_keys(&KeysManifest::default())?;
         self.write_atomic(CREDENTIALS, b"", false)?;
+        self.create_identity_keys()?;
         // The marker goes last: a directory whose initialisation was interrupted has none and
         // is retried from scratch... unless it is no longer empty, which is then reported.
         self.write_atomic(MARKER, MARKER_CONTENT.as_bytes(), false)
@@ -178,7 +182,7 @@ impl DataDir {
 
     /// Takes the directory's edit lock: held while a command changes files, so that two
     /// commands never interleave their read-modify-write cycles.
-    fn lock(&self) -> Result<File, Error> {
+    pub(crate) fn lock(&self) -> Result<File, Error> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -201,7 +205,7 @@ impl DataDir {
         })
     }
 
-    fn read_toml<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
+    pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
         let path = self.root.join(name);
         let text = std::fs::read_to_string(&path)
             .map_err(Error::io(format!("read {}", path.display())))?;
@@ -221,7 +225,12 @@ impl DataDir {
 
     /// Replaces `name` (relative to the root) with `bytes`: a crash leaves the old content or the
     /// new, never a mix.
-    fn write_atomic(&self, name: &str, bytes: &[u8], private: bool) -> Result<(), Error> {
+    pub(crate) fn write_atomic(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        private: bool,
+    ) -> Result<(), Error> {
         let path = self.root.join(name);
         let temporary = path.with_extension("tmp");
         let context = format!("write {}", path.display());

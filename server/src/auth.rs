@@ -304,7 +304,9 @@ mod tests {
         let first = dir
             .add_platform(&"a".parse().unwrap(), &[Scope::Verify], None, 1)
             .unwrap();
-        let second = dir.add_api_key("a", false, 2).unwrap();
+        let second = dir
+            .add_api_key("a", cyberid_datadir::PrincipalKind::Platform, 2)
+            .unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
         assert!(credentials.authenticate(Some(&bearer(&first))).is_ok());
         assert!(credentials.authenticate(Some(&bearer(&second))).is_ok());
@@ -319,7 +321,8 @@ mod tests {
             "not_found"
         );
 
-        dir.remove_principal("a", false).unwrap();
+        dir.remove_principal("a", cyberid_datadir::PrincipalKind::Platform)
+            .unwrap();
         let credentials = Credentials::load(&dir, 0).unwrap();
         assert!(credentials.authenticate(Some(&bearer(&second))).is_err());
     }
@@ -330,7 +333,9 @@ mod tests {
         let first = dir
             .add_platform(&"a".parse().unwrap(), &[Scope::Verify], None, 1)
             .unwrap();
-        let second = dir.add_api_key("a", false, 2).unwrap();
+        let second = dir
+            .add_api_key("a", cyberid_datadir::PrincipalKind::Platform, 2)
+            .unwrap();
         let table = Arc::new(Credentials::load(&dir, 0).unwrap());
         let session = Session::default();
         for _ in 0..5 {

@@ -14,7 +14,7 @@ use cyberid_engine::{Clock, IssuerPublicKey, IssuerSigningKey, KeyId, PlatformId
 use self::demo::DemoArgs;
 use self::process::{init_logging, runtime, shutdown_signal};
 use clap::builder::TypedValueParser;
-use cyberid_datadir::{CredentialsFile, StoredKey};
+use cyberid_datadir::{CredentialsFile, PrincipalKind, StoredKey};
 
 use crate::{DataDir, Error, Scope, ServeArgs, ServeConfig, Server};
 
@@ -333,14 +333,18 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
         }
         PlatformCommand::AddKey { dir, id } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            println!("{}", dir.add_api_key(id.as_str(), false, now())?);
+            println!(
+                "{}",
+                dir.add_api_key(id.as_str(), PrincipalKind::Platform, now())?
+            );
             Ok(())
         }
         PlatformCommand::RevokeKey { dir, key_id } => {
             Ok(DataDir::open(&dir.data_dir)?.revoke_api_key(&key_id)?)
         }
         PlatformCommand::Remove { dir, id } => {
-            Ok(DataDir::open(&dir.data_dir)?.remove_principal(id.as_str(), false)?)
+            Ok(DataDir::open(&dir.data_dir)?
+                .remove_principal(id.as_str(), PrincipalKind::Platform)?)
         }
         PlatformCommand::List { dir } => {
             println!(
@@ -378,14 +382,14 @@ fn authority(command: AuthorityCommand) -> Result<(), Error> {
         }
         AuthorityCommand::AddKey { dir, id } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            println!("{}", dir.add_api_key(&id, true, now())?);
+            println!("{}", dir.add_api_key(&id, PrincipalKind::Authority, now())?);
             Ok(())
         }
         AuthorityCommand::RevokeKey { dir, key_id } => {
             Ok(DataDir::open(&dir.data_dir)?.revoke_api_key(&key_id)?)
         }
         AuthorityCommand::Remove { dir, id } => {
-            Ok(DataDir::open(&dir.data_dir)?.remove_principal(&id, true)?)
+            Ok(DataDir::open(&dir.data_dir)?.remove_principal(&id, PrincipalKind::Authority)?)
         }
         AuthorityCommand::List { dir } => {
             println!("{:<24} KEY IDS", "AUTHORITY");

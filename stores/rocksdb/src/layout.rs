@@ -7,6 +7,8 @@
 //! | `revocation_state` | `w`+Web Number, `c`+certificate id, `k`+key id | standing byte (Web Numbers), empty |
 //! | `revocation_log` | sequence number, u64 BE | the record as JSON |
 //! | `nonces-<bucket>` | certificate id (16 bytes) | `retain_until`, u64 BE, then the claiming request key, u64 BE, if any |
+//! | `enrollment_index` | blind index (32 bytes) | Web Number (10 bytes) |
+//! | `enrollments` | Web Number (10 bytes) | the enrollment's stored form (`cyberid_identity::Enrollment::encode`) |
 //!
 //! Nonces live in one column family per expiry bucket (`bucket_seconds` wide, fixed when the
 //! store is created): when a bucket's certificates have all expired, the whole column family is
@@ -17,15 +19,17 @@ use rocksdb::{DBWithThreadMode, MultiThreaded};
 
 pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
 
-/// The on-disk format this build writes. It reads this version and version 1 (upgraded at
-/// open); a store written by any other format version is refused at open, never silently
+/// The on-disk format this build writes. It reads this version and versions 1 and 2 (upgraded
+/// at open); a store written by any other format version is refused at open, never silently
 /// reinterpreted.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+pub const STORE_FORMAT_VERSION: u32 = 3;
 
 pub(crate) const META: &str = "meta";
 pub(crate) const REVOCATION_STATE: &str = "revocation_state";
 pub(crate) const REVOCATION_LOG: &str = "revocation_log";
 pub(crate) const NONCES_PREFIX: &str = "nonces-";
+pub(crate) const ENROLLMENT_INDEX: &str = "enrollment_index";
+pub(crate) const ENROLLMENTS: &str = "enrollments";
 
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 pub(crate) const HISTORY_BEGINS_KEY: &[u8] = b"history_begins";

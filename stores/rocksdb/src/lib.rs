@@ -2,8 +2,8 @@
 //! maps, backed by RocksDB so that nothing acknowledged is lost. One node, one data directory,
 //! no services: the default store of `cyberid serve`.
 //!
-//! [`DurableStore`] implements the engine's [`NonceStore`] and [`RevocationSet`] and passes
-//! their shared contract suite. Lookups never touch the disk; every write is synced before it
+//! [`DurableStore`] implements the engine's [`NonceStore`] and [`RevocationSet`] and the
+//! issuing side's `Registry` of enrollments, and passes their shared contract suites. Lookups never touch the disk; every write is synced before it
 //! is acknowledged; nonce writes from concurrent callers share one fsync (RocksDB's write group).
 //!
 //! ```
@@ -55,6 +55,7 @@ mod layout;
 mod nonces;
 mod open;
 mod options;
+mod registry;
 mod revocations;
 
 use std::path::{Path, PathBuf};
@@ -242,4 +243,5 @@ mod contract {
 
     cyberid_engine::nonce_store_contract!(durable);
     cyberid_engine::revocation_set_contract!(durable);
+    cyberid_identity::registry_contract!(durable);
 }

@@ -9,9 +9,9 @@ use cyberid_engine::{CertificateId, Clock, Error, NonceMap, RevocationMaps};
 use rocksdb::{ColumnFamilyDescriptor, WriteBatch};
 
 use crate::layout::{
-    BUCKET_SECONDS_KEY, CREATED_AT_KEY, Db, FORMAT_KEY, HISTORY_BEGINS_KEY, META, NONCES_PREFIX,
-    REVOCATION_LOG, REVOCATION_STATE, STORE_FORMAT_VERSION, decode_state, decode_u64, nonce_bucket,
-    read_u64, store_error,
+    BUCKET_SECONDS_KEY, CREATED_AT_KEY, Db, ENROLLMENT_INDEX, ENROLLMENTS, FORMAT_KEY,
+    HISTORY_BEGINS_KEY, META, NONCES_PREFIX, REVOCATION_LOG, REVOCATION_STATE,
+    STORE_FORMAT_VERSION, decode_state, decode_u64, nonce_bucket, read_u64, store_error,
 };
 use crate::options::{StoreOptions, db_options, family_options, synced};
 use crate::{Inner, nonces};
@@ -37,10 +37,16 @@ pub(crate) fn open(
     if exists && !existing.iter().any(|name| name == META) {
         return Err(Error::NotADataDirectory(path.display().to_string()));
     }
-    let mut families: Vec<String> = [META, REVOCATION_STATE, REVOCATION_LOG]
-        .iter()
-        .map(|name| (*name).to_owned())
-        .collect();
+    let mut families: Vec<String> = [
+        META,
+        REVOCATION_STATE,
+        REVOCATION_LOG,
+        ENROLLMENT_INDEX,
+        ENROLLMENTS,
+    ]
+    .iter()
+    .map(|name| (*name).to_owned())
+    .collect();
     families.extend(
         existing
             .into_iter()
@@ -125,7 +131,10 @@ fn read_or_write_meta(
         // Version 1 differs only in nonce values without request keys, which version 2 reads
         // as they are: the store is marked version 2 (durably) before anything new is written,
         // so that an older build refuses it instead of misreading a keyed nonce.
-        Some(1) => {
+        // Version 1 lacks request keys in nonce values, version 2 the enrollment families
+        // (created empty at open): both read as they are, and are marked current before
+        // anything is written, so that an older build refuses the store rather than misread it.
+        Some(1 | 2) => {
             let meta = db
                 .cf_handle(META)
                 .ok_or(Error::Corrupt("meta column family missing".into()))?;

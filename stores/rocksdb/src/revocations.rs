@@ -32,22 +32,8 @@ impl RevocationSet for DurableStore {
         // Checked under the lock, against the state every earlier write left.
         self.inner.revocations.check_batch(records)?;
         faults::point("rocksdb::revocation_check")?;
-        let state = self.inner.cf(REVOCATION_STATE)?;
-        let log = self.inner.cf(REVOCATION_LOG)?;
         let mut batch = WriteBatch::default();
-        for (offset, record) in (1..).zip(records) {
-            match encode_state(&record.change) {
-                Some((key, Some(value))) => batch.put_cf(&state, key, value),
-                Some((key, None)) => batch.delete_cf(&state, key),
-                None => {}
-            }
-            let json = serde_json::to_vec(record).map_err(|e| Error::Store {
-                context: "encode revocation",
-                detail: e.to_string(),
-            })?;
-            batch.put_cf(&log, (*seq + offset).to_be_bytes(), json);
-        }
-        drop((state, log));
+        self.inner.log_records(&mut batch, records, *seq)?;
         self.inner.write(batch, "revocation")?;
         // Durable first, visible second, acknowledged last: an acknowledged revocation is
         // always both.
@@ -83,5 +69,32 @@ impl RevocationSet for DurableStore {
 
     fn counts(&self) -> RevocationCounts {
         self.inner.revocations.counts()
+    }
+}
+
+impl crate::Inner {
+    /// Adds `records` to `batch`: their state changes and their log entries after `seq`.
+    /// Call under the `revocation_seq` lock, after checking the records.
+    pub(crate) fn log_records(
+        &self,
+        batch: &mut WriteBatch,
+        records: &[RevocationRecord],
+        seq: u64,
+    ) -> Result<(), Error> {
+        let state = self.cf(REVOCATION_STATE)?;
+        let log = self.cf(REVOCATION_LOG)?;
+        for (offset, record) in (1..).zip(records) {
+            match encode_state(&record.change) {
+                Some((key, Some(value))) => batch.put_cf(&state, key, value),
+                Some((key, None)) => batch.delete_cf(&state, key),
+                None => {}
+            }
+            let json = serde_json::to_vec(record).map_err(|e| Error::Store {
+                context: "encode revocation",
+                detail: e.to_string(),
+            })?;
+            batch.put_cf(&log, (seq + offset).to_be_bytes(), json);
+        }
+        Ok(())
     }
 }

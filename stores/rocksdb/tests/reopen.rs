@@ -208,14 +208,14 @@ fn another_format_version_is_refused() {
         let families = rocksdb::DB::list_cf(&options, dir.path()).unwrap();
         let db = rocksdb::DB::open_cf(&options, dir.path(), &families).unwrap();
         let meta = db.cf_handle("meta").unwrap();
-        db.put_cf(&meta, b"format_version", 3u64.to_be_bytes())
+        db.put_cf(&meta, b"format_version", 4u64.to_be_bytes())
             .unwrap();
     }
     let error = open(dir.path(), NOW).unwrap_err();
     assert_eq!(
         error,
         Error::IncompatibleFormat {
-            found: 3,
+            found: 4,
             supported: STORE_FORMAT_VERSION
         }
     );
@@ -245,7 +245,61 @@ fn a_version_1_store_is_upgraded_in_place_and_keeps_its_nonces() {
         NonceOutcome::Replayed
     );
     drop(store);
-    assert_eq!(set_format(2), 2, "the upgrade was written");
+    assert_eq!(
+        set_format(2),
+        u64::from(STORE_FORMAT_VERSION),
+        "the upgrade was written"
+    );
+}
+
+#[test]
+fn a_version_2_store_gains_the_enrollment_families_and_keeps_its_revocations() {
+    use cyberid_engine::{RevocationChange, RevocationRecord, RevocationSet, Standing};
+    use cyberid_identity::Registry;
+    let dir = tempfile::tempdir().unwrap();
+    let holder = "7K3MQ9XZ2P".parse().unwrap();
+    {
+        let store = open(dir.path(), NOW).unwrap();
+        store
+            .apply(RevocationRecord {
+                change: RevocationChange::WebNumber {
+                    web_number: holder,
+                    standing: Standing::Suspended,
+                },
+                reason: "lost".into(),
+                authority: "mps".into(),
+                at: NOW,
+            })
+            .unwrap();
+    }
+    // Make it what a version 2 build left: no enrollment families, format 2.
+    {
+        let options = rocksdb::Options::default();
+        let families = rocksdb::DB::list_cf(&options, dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&options, dir.path(), &families).unwrap();
+        db.drop_cf("enrollment_index").unwrap();
+        db.drop_cf("enrollments").unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(&meta, b"format_version", 2u64.to_be_bytes())
+            .unwrap();
+    }
+    let store = open(dir.path(), NOW).unwrap();
+    assert_eq!(store.standing(&holder), Standing::Suspended);
+    assert_eq!(store.holder(&holder).unwrap(), None);
+    drop(store);
+    let options = rocksdb::Options::default();
+    let families = rocksdb::DB::list_cf(&options, dir.path()).unwrap();
+    assert!(
+        families.iter().any(|name| name == "enrollments"),
+        "{families:?}"
+    );
+    let db = rocksdb::DB::open_cf(&options, dir.path(), &families).unwrap();
+    let meta = db.cf_handle("meta").unwrap();
+    let format = db.get_cf(&meta, b"format_version").unwrap().unwrap();
+    assert_eq!(
+        u64::from_be_bytes(format.try_into().unwrap()),
+        u64::from(STORE_FORMAT_VERSION)
+    );
 }
 
 #[test]
