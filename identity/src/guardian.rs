@@ -12,7 +12,7 @@
 
 use cyberid_engine::{NonceClaim, WebNumber};
 
-use crate::holder::{fresh, one_time_claim};
+use crate::holder::{CLOCK_AHEAD, one_time_claim};
 use crate::{DeviceKey, DeviceSigningKey, Error, ResidentId};
 
 const CONSENT_TAG: &[u8; 26] = b"CYBERID-GUARDIAN-CONSENT-1";
@@ -102,8 +102,15 @@ impl GuardianConsent {
         now: u64,
         window: u64,
     ) -> Result<(), Error> {
-        fresh(self.issued_at, now, window)
-            .map_err(|_| Error::GuardianConsent("it was signed too long ago or in the future"))?;
+        // A consent may be some minutes old (the guardian signs, then the agent enrolls), but
+        // never dated further ahead than a phone's clock may be.
+        if self.issued_at > now.saturating_add(CLOCK_AHEAD)
+            || now > self.issued_at.saturating_add(window)
+        {
+            return Err(Error::GuardianConsent(
+                "it was signed too long ago or in the future",
+            ));
+        }
         let mut signature = [0u8; 64];
         hex::decode_to_slice(&self.signature, &mut signature).map_err(|_| {
             Error::GuardianConsent("the signature is 128 hexadecimal digits (r || s)")
@@ -120,14 +127,15 @@ impl GuardianConsent {
             .map_err(|_| Error::GuardianConsent("the guardian's device signature does not verify"))
     }
 
-    /// The claim that makes the consent good once.
+    /// The claim that makes the consent good once: presentable from [`CLOCK_AHEAD`] before
+    /// its date until `window` after it.
     pub fn nonce_claim(&self, window: u64) -> Result<NonceClaim, Error> {
         Ok(one_time_claim(
             b"cyberid-guardian-consent-1\0",
             &self.guardian,
             &self.nonce()?,
-            self.issued_at,
-            window,
+            self.issued_at.saturating_sub(CLOCK_AHEAD),
+            self.issued_at.saturating_add(window),
         ))
     }
 }

@@ -249,8 +249,8 @@ impl SignedHolderRequest {
             b"cyberid-holder-request-1\0",
             &self.request.web_number,
             &self.request.nonce,
-            self.request.issued_at,
-            window,
+            self.request.issued_at.saturating_sub(window),
+            self.request.issued_at.saturating_add(window),
         )
     }
 }
@@ -263,15 +263,19 @@ pub(crate) fn fresh(issued_at: u64, now: u64, window: u64) -> Result<(), Error> 
     Ok(())
 }
 
-/// A nonce claim for a one-time signed message: SM3 over a domain tag, the signer and the
-/// nonce, truncated to a certificate id. Certificate ids are uniformly random, so a derived id
-/// meets one with probability 2^-128.
+/// How far ahead of the service's clock a signer's clock may be: a signed message dated up to
+/// this far in the future is accepted (where a longer window applies only to its age).
+pub const CLOCK_AHEAD: u64 = 60;
+
+/// A nonce claim for a one-time signed message, presentable from `usable_from` until `until`:
+/// SM3 over a domain tag, the signer and the nonce, truncated to a certificate id. Certificate
+/// ids are uniformly random, so a derived id meets one with probability 2^-128.
 pub(crate) fn one_time_claim(
     domain: &[u8],
     signer: &WebNumber,
     nonce: &[u8; 16],
-    issued_at: u64,
-    window: u64,
+    usable_from: u64,
+    until: u64,
 ) -> NonceClaim {
     let digest = Sm3::new()
         .chain_update(domain)
@@ -280,10 +284,9 @@ pub(crate) fn one_time_claim(
         .finalize();
     let mut id = [0u8; 16];
     id.copy_from_slice(&digest[..16]);
-    let until = issued_at.saturating_add(window);
     NonceClaim {
         certificate_id: CertificateId::from_bytes(id),
-        usable_from: issued_at.saturating_sub(window),
+        usable_from,
         expires_at: until,
         retain_until: until,
         request: None,

@@ -69,8 +69,8 @@ pub use document::{ADULT_FROM, DocumentFields, GUARDIAN_CONSENT_BELOW, IdentityD
 pub use error::Error;
 pub use guardian::{CONSENT_LEN, GuardianConsent};
 pub use holder::{
-    DeviceKey, DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody, REQUEST_LEN,
-    REQUEST_NONCE_LEN, SignedHolderRequest,
+    CLOCK_AHEAD, DeviceKey, DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody,
+    REQUEST_LEN, REQUEST_NONCE_LEN, SignedHolderRequest,
 };
 pub use registry::{Enrollment, MemoryRegistry, Registry, check_expected};
 pub use resident_id::{RESIDENT_ID_LEN, ResidentId};

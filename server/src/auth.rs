@@ -15,8 +15,8 @@ use subtle::ConstantTimeEq;
 
 use crate::Error;
 use cyberid_datadir::{
-    AUTHORITY_PREFIX, CredentialsFile, DataDir, KEY_ID_LEN, PLATFORM_PREFIX, Scope, StoredKey,
-    decode_id, hash_key, parse_api_key,
+    AGENT_PREFIX, AUTHORITY_PREFIX, CredentialsFile, DataDir, KEY_ID_LEN, PLATFORM_PREFIX, Scope,
+    StoredKey, decode_id, hash_key, parse_api_key,
 };
 
 /// A caller the server recognised.
@@ -24,6 +24,8 @@ use cyberid_datadir::{
 pub(crate) enum Principal {
     Platform(Arc<Platform>),
     Authority(Arc<str>),
+    /// An enrollment agent, by the name the audit trail records.
+    EnrollmentAgent(Arc<str>),
 }
 
 /// A platform as the server sees it while running.
@@ -111,6 +113,12 @@ impl Credentials {
                 insert(stored, &authority)?;
             }
         }
+        for entry in &file.agents {
+            let agent = Principal::EnrollmentAgent(entry.id.as_str().into());
+            for stored in &entry.keys {
+                insert(stored, &agent)?;
+            }
+        }
         Ok(Self {
             secret,
             by_key_id,
@@ -140,6 +148,7 @@ impl Credentials {
         let kind_matches = match principal {
             Principal::Platform(_) => prefix == PLATFORM_PREFIX,
             Principal::Authority(_) => prefix == AUTHORITY_PREFIX,
+            Principal::EnrollmentAgent(_) => prefix == AGENT_PREFIX,
         };
         if matches && kind_matches {
             Ok(principal.clone())

@@ -11,6 +11,9 @@ pub enum Error {
     /// The data directory could not be read or changed.
     #[error("{0}")]
     Files(#[from] cyberid_datadir::Error),
+    /// The issuing side refused (a malformed key or request made by a holder command).
+    #[error("{0}")]
+    Identity(#[from] cyberid_identity::Error),
     /// A setting is invalid; the text names it.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -46,6 +49,7 @@ impl Error {
         match self {
             Error::Engine(error) => error.code(),
             Error::Files(error) => error.code(),
+            Error::Identity(error) => error.code(),
             Error::Config(_) => "config",
             Error::Exists(_) => "exists",
             Error::Io { .. } => "io",

@@ -20,6 +20,8 @@ pub const READER: &str = "reader.example";
 pub const READER_RATE: u32 = 3;
 /// The authority.
 pub const AUTHORITY: &str = "ops";
+/// The enrollment agent.
+pub const AGENT: &str = "app-backend";
 /// How far before its creation the test store's history begins: certificates issued earlier
 /// than this (and still unexpired) are answered `history_unavailable`.
 pub const HISTORY_MARGIN: u64 = 100;
@@ -33,6 +35,8 @@ pub struct Prepared {
     pub reader_key: String,
     /// The authority's API key.
     pub authority_key: String,
+    /// The enrollment agent's API key.
+    pub agent_key: String,
     /// Signs certificates as the node's issuing key does, with any fields.
     pub issuer: Arc<Issuer>,
     /// When the store was created.
@@ -62,6 +66,7 @@ pub fn prepare(root: &Path) -> Prepared {
         )
         .unwrap();
     let authority_key = dir.add_authority(AUTHORITY, now).unwrap();
+    let agent_key = dir.add_enrollment_agent(AGENT, now).unwrap();
     cyberid::create_store(&dir, now - HISTORY_MARGIN).unwrap();
     let issuing = dir.issuing_key().unwrap();
     assert_eq!(issuing.key_id(), key_id);
@@ -70,6 +75,7 @@ pub fn prepare(root: &Path) -> Prepared {
         shop_key,
         reader_key,
         authority_key,
+        agent_key,
         issuer,
         created: now,
     }
@@ -123,6 +129,7 @@ impl Node {
             shop_key: self.prepared.shop_key.clone(),
             reader_key: self.prepared.reader_key.clone(),
             authority_key: self.prepared.authority_key.clone(),
+            agent_key: self.prepared.agent_key.clone(),
             issuer: self.prepared.issuer.clone(),
             created: self.prepared.created,
         };

@@ -1,8 +1,9 @@
 //! The `cyberid` command line: `serve`, `demo`, and the management of a data directory (keys,
-//! platforms, authorities). Management commands edit files under the directory's lock; a
+//! platforms, authorities, enrollment agents, vault keys) and the holder's side for demos. Management commands edit files under the directory's lock; a
 //! running server picks the changes up within a second.
 
 mod demo;
+mod identity;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -27,10 +28,10 @@ struct Cli {
 }
 
 #[derive(Debug, clap::Args)]
-struct DataDirArg {
+pub(crate) struct DataDirArg {
     /// The data directory.
     #[arg(long, env = "CYBERID_DATA_DIR", default_value = "cyberid-data")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +61,18 @@ enum Command {
     Platform(PlatformCommand),
     /// Authorities (who may suspend, revoke and reinstate) and their API keys.
     #[command(subcommand)]
-    Authority(AuthorityCommand),
+    Authority(NamedCommand),
+    /// Enrollment agents (the official app's back end, which reads the ID card's chip and
+    /// checks the live face, then enrolls the holder) and their API keys.
+    #[command(subcommand)]
+    EnrollmentAgent(NamedCommand),
+    /// The identity vault's keys: rotate the master key, start a new data key generation.
+    #[command(subcommand)]
+    Vault(identity::VaultCommand),
+    /// The holder's side, for demos and tests: a device key, signed certificate requests and
+    /// guardians' consents, as the official app makes them.
+    #[command(subcommand)]
+    Holder(identity::HolderCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,37 +159,39 @@ enum PlatformCommand {
     },
 }
 
+/// Authorities and enrollment agents: a name (recorded as the actor in the audit trail) and
+/// API keys.
 #[derive(Debug, Subcommand)]
-enum AuthorityCommand {
-    /// Register an authority and print its first API key (shown once).
+enum NamedCommand {
+    /// Register one and print its first API key (shown once).
     Add {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Authority id, recorded in the revocation history.
+        /// Its id, recorded as the actor in the revocation history and audit trail.
         id: String,
     },
-    /// Print another API key for an authority, for rotation.
+    /// Print another API key, for rotation.
     AddKey {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Authority id.
+        /// Its id.
         id: String,
     },
-    /// Withdraw one API key by its id (the part after `cya_`, up to the next `_`).
+    /// Withdraw one API key by its id (the part after `cya_` or `cye_`, up to the next `_`).
     RevokeKey {
         #[command(flatten)]
         dir: DataDirArg,
         /// Key id.
         key_id: String,
     },
-    /// Remove an authority and all its keys.
+    /// Remove it and all its keys.
     Remove {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Authority id.
+        /// Its id.
         id: String,
     },
-    /// List authorities.
+    /// List them.
     List {
         #[command(flatten)]
         dir: DataDirArg,
@@ -205,7 +219,7 @@ fn command() -> clap::Command {
     Cli::command().mut_subcommand("serve", ServeArgs::document_defaults)
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemClock.now()
 }
 
@@ -227,7 +241,10 @@ fn execute(command: Command) -> Result<(), Error> {
         }
         Command::Key(command) => key(command),
         Command::Platform(command) => platform(command),
-        Command::Authority(command) => authority(command),
+        Command::Authority(command) => named(PrincipalKind::Authority, command),
+        Command::EnrollmentAgent(command) => named(PrincipalKind::EnrollmentAgent, command),
+        Command::Vault(command) => identity::vault(command),
+        Command::Holder(command) => identity::holder(command),
     }
 }
 
@@ -372,29 +389,38 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
     }
 }
 
-fn authority(command: AuthorityCommand) -> Result<(), Error> {
+fn named(kind: PrincipalKind, command: NamedCommand) -> Result<(), Error> {
     match command {
-        AuthorityCommand::Add { dir, id } => {
+        NamedCommand::Add { dir, id } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            println!("{}", dir.add_authority(&id, now())?);
+            let api_key = match kind {
+                PrincipalKind::EnrollmentAgent => dir.add_enrollment_agent(&id, now())?,
+                _ => dir.add_authority(&id, now())?,
+            };
+            println!("{api_key}");
             eprintln!("(shown once: only a keyed hash of it is stored)");
             Ok(())
         }
-        AuthorityCommand::AddKey { dir, id } => {
+        NamedCommand::AddKey { dir, id } => {
             let dir = DataDir::open(&dir.data_dir)?;
-            println!("{}", dir.add_api_key(&id, PrincipalKind::Authority, now())?);
+            println!("{}", dir.add_api_key(&id, kind, now())?);
             Ok(())
         }
-        AuthorityCommand::RevokeKey { dir, key_id } => {
+        NamedCommand::RevokeKey { dir, key_id } => {
             Ok(DataDir::open(&dir.data_dir)?.revoke_api_key(&key_id)?)
         }
-        AuthorityCommand::Remove { dir, id } => {
-            Ok(DataDir::open(&dir.data_dir)?.remove_principal(&id, PrincipalKind::Authority)?)
+        NamedCommand::Remove { dir, id } => {
+            Ok(DataDir::open(&dir.data_dir)?.remove_principal(&id, kind)?)
         }
-        AuthorityCommand::List { dir } => {
-            println!("{:<24} KEY IDS", "AUTHORITY");
-            for authority in list_credentials(&dir.data_dir)?.authorities {
-                println!("{:<24} {}", authority.id, key_ids(&authority.keys));
+        NamedCommand::List { dir } => {
+            let file = list_credentials(&dir.data_dir)?;
+            let (title, entries) = match kind {
+                PrincipalKind::EnrollmentAgent => ("ENROLLMENT AGENT", file.agents),
+                _ => ("AUTHORITY", file.authorities),
+            };
+            println!("{title:<24} KEY IDS");
+            for entry in entries {
+                println!("{:<24} {}", entry.id, key_ids(&entry.keys));
             }
             Ok(())
         }

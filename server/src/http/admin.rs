@@ -72,11 +72,11 @@ pub(super) async fn handle(
 ) -> Answer {
     let authority = match authenticate(app, &request)? {
         Principal::Authority(authority) => authority,
-        Principal::Platform(_) => {
+        Principal::Platform(_) | Principal::EnrollmentAgent(_) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "administration needs an authority key, never a platform's",
+                "administration needs an authority key",
             ));
         }
     };

@@ -7,6 +7,7 @@
 mod admin;
 mod body;
 pub(crate) mod client;
+mod identity;
 pub(crate) mod server;
 
 use std::sync::Arc;
@@ -151,6 +152,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("POST", "/v1/verify"),
     ("POST", "/v1/certificates"),
+    ("POST", "/v1/enrollments"),
+    ("POST", "/v1/holder/certificates"),
     ("POST", "/v1/admin/web-numbers/{web_number}/{action}"),
     ("POST", "/v1/admin/certificates/{certificate_id}/revoke"),
     ("POST", "/v1/admin/keys/{key_id}/revoke"),
@@ -165,6 +168,8 @@ enum Target<'a> {
     Metrics,
     Verify,
     Issue,
+    Enroll,
+    HolderIssue,
     Admin(admin::Target<'a>),
 }
 
@@ -177,6 +182,8 @@ impl<'a> Target<'a> {
             ["metrics"] => (Target::Metrics, "metrics", Method::GET),
             ["v1", "verify"] => (Target::Verify, "verify", Method::POST),
             ["v1", "certificates"] => (Target::Issue, "issue", Method::POST),
+            ["v1", "enrollments"] => (Target::Enroll, "enroll", Method::POST),
+            ["v1", "holder", "certificates"] => (Target::HolderIssue, "holder_issue", Method::POST),
             ["v1", "admin", rest @ ..] => {
                 let (target, method) = admin::Target::resolve(rest)?;
                 (Target::Admin(target), "admin", method)
@@ -218,6 +225,8 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> (&'static str, Ans
         Target::Metrics => Ok(metrics(app)),
         Target::Verify => verify(app, request).await,
         Target::Issue => issue(app, request).await,
+        Target::Enroll => identity::enroll(app, request).await,
+        Target::HolderIssue => identity::holder_issue(app, request).await,
         Target::Admin(target) => admin::handle(app, request, target).await,
     };
     (route, answer)
@@ -274,11 +283,11 @@ fn platform_with(
 ) -> Result<Arc<Platform>, ApiError> {
     let platform = match authenticate(app, request)? {
         Principal::Platform(platform) => platform,
-        Principal::Authority(_) => {
+        Principal::Authority(_) | Principal::EnrollmentAgent(_) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "authority keys administer; only platform keys verify or issue",
+                "only platform keys verify or issue",
             ));
         }
     };
@@ -420,7 +429,7 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
 }
 
 #[derive(Serialize)]
-struct Issued {
+pub(crate) struct Issued {
     certificate: String,
     certificate_id: CertificateId,
     key_id: KeyId,
@@ -437,14 +446,7 @@ async fn issue(app: &Arc<App>, request: Request<Incoming>) -> Answer {
         ));
     }
     platform_with(app, &request, Scope::Issue)?;
-    let issuer = app.issuer().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_issuing_key",
-            "this node has no issuing key; `cyberid key generate` makes one",
-        )
-        .retry_after(app.config.retry_after_s)
-    })?;
+    let issuer = issuer(app)?;
     let body = read_body(app, request).await?;
     let body = body::issue(&body, app.config.max_lifetime_s)?;
     let issue_request = IssueRequest {
@@ -457,17 +459,32 @@ async fn issue(app: &Arc<App>, request: Request<Incoming>) -> Answer {
     let certificate = issuer
         .issue(&issue_request, app.now())
         .map_err(|error| ApiError::engine(&error, app.config.retry_after_s))?;
-    let fields = certificate.fields();
-    Ok(json(
-        StatusCode::CREATED,
-        &Issued {
+    Ok(json(StatusCode::CREATED, &Issued::of(&certificate)))
+}
+
+impl Issued {
+    pub(crate) fn of(certificate: &cyberid_engine::Certificate) -> Self {
+        let fields = certificate.fields();
+        Self {
             certificate: certificate.to_text(),
             certificate_id: fields.certificate_id,
             key_id: fields.key_id,
             issued_at: fields.issued_at,
             expires_at: fields.expires_at(),
-        },
-    ))
+        }
+    }
+}
+
+/// The node's issuing key, or a 503 saying how to get one.
+fn issuer(app: &App) -> Result<Arc<cyberid_engine::Issuer>, ApiError> {
+    app.issuer().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_issuing_key",
+            "this node has no issuing key; `cyberid key generate` makes one",
+        )
+        .retry_after(app.config.retry_after_s)
+    })
 }
 
 fn internal() -> ApiError {

@@ -14,13 +14,16 @@ use self::metrics::{Metrics, Sizes};
 use self::store::NodeStore;
 use crate::auth::Credentials;
 use crate::{Error, ServeConfig};
-use cyberid_datadir::{DataDir, LoadedKey};
+use cyberid_datadir::{DataDir, IdentityKeys, LoadedKey};
+use cyberid_identity::{IdentityService, ServiceConfig};
 
 /// The engine of a node whose store is open. Field order is drop order: the pipeline answers
 /// what it queued before the store closes.
 #[derive(Debug)]
 pub(crate) struct Engine {
     pub(crate) pipeline: Pipeline,
+    /// Enrollment and holder-bound issuance, where the store keeps enrollments.
+    pub(crate) identity: Option<Arc<IdentityService>>,
     pub(crate) store: Arc<dyn NodeStore>,
 }
 
@@ -53,6 +56,8 @@ pub(crate) struct App {
     pub(crate) dir: DataDir,
     credentials: ArcSwap<Credentials>,
     keys: Arc<KeyRegistry>,
+    /// Taken when the store opens, into the identity service.
+    identity_keys: std::sync::Mutex<Option<IdentityKeys>>,
     issuer: ArcSwapOption<Issuer>,
     engine: ArcSwapOption<Engine>,
     store_failure: OnceLock<cyberid_engine::Error>,
@@ -77,6 +82,7 @@ impl App {
         let app = Self {
             credentials: ArcSwap::from_pointee(Credentials::load(&dir, config.rate_limit)?),
             keys: Arc::new(KeyRegistry::new()),
+            identity_keys: std::sync::Mutex::new(Some(dir.identity_keys()?)),
             issuer: ArcSwapOption::empty(),
             engine: ArcSwapOption::empty(),
             store_failure: OnceLock::new(),
@@ -111,7 +117,26 @@ impl App {
                 self.config.pipeline(),
                 Some(self.metrics.clone()),
             )?;
-            Ok(Engine { pipeline, store })
+            let keys = self
+                .identity_keys
+                .lock()
+                .map_err(|_| cyberid_engine::Error::Poisoned)?
+                .take();
+            let identity = match (store.clone().identity(), keys) {
+                (Some(registry), Some(keys)) => Some(Arc::new(IdentityService::new(
+                    registry,
+                    store.clone(),
+                    Arc::new(keys.vault),
+                    keys.index,
+                    ServiceConfig::default(),
+                ))),
+                _ => None,
+            };
+            Ok(Engine {
+                pipeline,
+                identity,
+                store,
+            })
         })();
         match result {
             Ok(engine) => {

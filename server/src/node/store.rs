@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use cyberid_engine::{Clock, Error, NonceStore, RevocationSet};
+use cyberid_identity::IdentityStore;
 use cyberid_store_etcd::{EtcdStats, EtcdStore};
 use cyberid_store_rocksdb::DurableStore;
 
@@ -24,11 +25,20 @@ pub(crate) trait NodeStore: NonceStore + RevocationSet + std::fmt::Debug {
     fn etcd_stats(&self) -> Option<EtcdStats> {
         None
     }
+
+    /// The registry of enrollments, where this store keeps one.
+    fn identity(self: Arc<Self>) -> Option<Arc<dyn IdentityStore>> {
+        None
+    }
 }
 
 impl NodeStore for DurableStore {
     fn not_ready(&self) -> Option<&'static str> {
         self.poisoned().map(|_| "store_poisoned")
+    }
+
+    fn identity(self: Arc<Self>) -> Option<Arc<dyn IdentityStore>> {
+        Some(self)
     }
 }
 

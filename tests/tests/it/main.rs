@@ -3,6 +3,7 @@
 mod annex_a;
 mod cluster;
 mod crash;
+mod enrollment;
 mod full_disk;
 mod loadtest;
 mod openapi;
