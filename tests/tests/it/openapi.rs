@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use cyberid_engine::{CertificateId, Reason, WebNumber};
+use cyberid_engine::{CertificateId, Clock, Reason, SystemClock, WebNumber};
+use cyberid_identity::{DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody};
 use cyberid_tests::node::Node;
 use cyberid_tests::workspace_root;
 use hyper::Method;
@@ -132,6 +133,9 @@ async fn every_operation_answers_as_documented() {
     let mut client = node.client().await;
     let holder = WebNumber::generate().unwrap();
     let key_id = node.prepared.issuer.key().key_id().to_string();
+    let phone = DeviceSigningKey::generate().unwrap();
+    // Set by the enrollment, used by the holder's request (the paths run in this order).
+    let mut enrolled: Option<WebNumber> = None;
     let mut checked = 0;
     // Administrative actions last: they suspend the holder and revoke the key.
     let mut all: Vec<(String, String)> = operations(&doc).into_iter().collect();
@@ -155,6 +159,8 @@ async fn every_operation_answers_as_documented() {
         let key = security.map(|scheme| {
             if scheme.contains_key("authorityKey") {
                 node.prepared.authority_key.clone()
+            } else if scheme.contains_key("agentKey") {
+                node.prepared.agent_key.clone()
             } else {
                 node.prepared.shop_key.clone()
             }
@@ -163,6 +169,21 @@ async fn every_operation_answers_as_documented() {
             "/v1/verify" => Some(json!({ "certificate": node.certificate(holder, None) })),
             "/v1/certificates" => {
                 Some(json!({ "web_number": holder, "claims": { "age": "adult" } }))
+            }
+            "/v1/enrollments" => Some(json!({
+                "document": {
+                    "name": "测试", "resident_id": "110105199003151239",
+                    "birth_date": "1990-03-15", "valid_from": "2020-01-01",
+                },
+                "device_key": phone.public_key().to_spki_pem().unwrap(),
+            })),
+            "/v1/holder/certificates" => {
+                let holder = enrolled.expect("enrolled first");
+                let request = HolderRequest::new(holder, Disclose::Age, SystemClock.now())
+                    .unwrap()
+                    .sign(&phone)
+                    .unwrap();
+                Some(serde_json::to_value(HolderRequestBody::from(&request)).unwrap())
             }
             _ if method == "POST" => Some(json!({ "reason": "openapi" })),
             _ => None,
@@ -201,10 +222,15 @@ async fn every_operation_answers_as_documented() {
                 status.as_u16() < 500,
                 "{method} {template} failed: {status} {answer}"
             );
+            if template == "/v1/enrollments" && status.is_success() {
+                enrolled = answer["web_number"].as_str().and_then(|text| text.parse().ok());
+            }
             checked += 1;
         }
     }
-    assert!(checked >= 2 * cyberid::ROUTES.len() - 2);
+    // Twice per route with credentials (with and without), once per route without (health,
+    // readiness, metrics, the holder's signed request), and verify once more (replayed).
+    assert!(checked >= 2 * cyberid::ROUTES.len() - 3, "{checked}");
     node.shutdown().await;
 }
 
@@ -260,6 +286,14 @@ fn every_error_code_the_server_answers_is_documented() {
         "store_failed",
         "store_poisoned",
         "shutting_down",
+        "malformed_body",
+        "guardian_required",
+        "guardian_consent",
+        "device_signature",
+        "holder_standing",
+        "request_replayed",
+        "stale_request",
+        "enrollment_unsupported",
     ] {
         let word = |(at, _): &(usize, &str)| {
             let identifier = |c: char| c.is_ascii_lowercase() || c == '_';
