@@ -5,6 +5,7 @@ mod cluster;
 mod crash;
 mod enrollment;
 mod full_disk;
+mod holder_vectors;
 mod loadtest;
 mod openapi;
 mod openssl_interop;

@@ -223,7 +223,9 @@ async fn every_operation_answers_as_documented() {
                 "{method} {template} failed: {status} {answer}"
             );
             if template == "/v1/enrollments" && status.is_success() {
-                enrolled = answer["web_number"].as_str().and_then(|text| text.parse().ok());
+                enrolled = answer["web_number"]
+                    .as_str()
+                    .and_then(|text| text.parse().ok());
             }
             checked += 1;
         }
