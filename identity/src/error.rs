@@ -56,7 +56,9 @@ pub enum Error {
     #[error("malformed holder request: {0}")]
     HolderRequest(&'static str),
     /// A signed request's time is outside the accepted window around now.
-    #[error("the request was signed more than {window} seconds from the service's time")]
+    #[error(
+        "the request is more than {window} s old or dated more than 30 s ahead of the service's clock"
+    )]
     Stale {
         /// The accepted distance, seconds.
         window: u64,

@@ -228,7 +228,8 @@ impl SignedHolderRequest {
         &self.signature
     }
 
-    /// Checks the request's time against `now` (within `window` seconds either way) and its
+    /// Checks the request's time against `now` (at most `window` seconds old, at most
+    /// [`CLOCK_AHEAD`] ahead) and its
     /// signature against the holder's enrolled device key; the request is then trusted.
     /// Consuming its nonce ([`nonce_claim`](Self::nonce_claim)) is the caller's next step.
     pub fn verify(
@@ -249,23 +250,25 @@ impl SignedHolderRequest {
             b"cyberid-holder-request-1\0",
             &self.request.web_number,
             &self.request.nonce,
-            self.request.issued_at.saturating_sub(window),
+            self.request.issued_at.saturating_sub(CLOCK_AHEAD),
             self.request.issued_at.saturating_add(window),
         )
     }
 }
 
-/// Refuses a time more than `window` seconds from `now`.
+/// Refuses a message more than `window` seconds old or dated more than [`CLOCK_AHEAD`] in the
+/// future.
 pub(crate) fn fresh(issued_at: u64, now: u64, window: u64) -> Result<(), Error> {
-    if issued_at.abs_diff(now) > window {
+    if issued_at > now.saturating_add(CLOCK_AHEAD) || now > issued_at.saturating_add(window) {
         return Err(Error::Stale { window });
     }
     Ok(())
 }
 
-/// How far ahead of the service's clock a signer's clock may be: a signed message dated up to
-/// this far in the future is accepted (where a longer window applies only to its age).
-pub const CLOCK_AHEAD: u64 = 60;
+/// How far ahead of the service's clock a signer's clock may be, seconds: the clock skew
+/// certificates are allowed (§7 of the protocol). A message can therefore have been presented
+/// from this long before its date, which is where its one-time nonce's history must begin.
+pub const CLOCK_AHEAD: u64 = 30;
 
 /// A nonce claim for a one-time signed message, presentable from `usable_from` until `until`:
 /// SM3 over a domain tag, the signer and the nonce, truncated to a certificate id. Certificate

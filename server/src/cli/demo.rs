@@ -1,13 +1,18 @@
 //! `cyberid demo`: a node from scratch, exercised over real HTTP, self-checking.
 //!
-//! Creates a data directory with an issuer key, a platform and an authority, starts the server
-//! on its RocksDB store, then issues and verifies certificates through the API and checks every
-//! answer against the one the protocol requires: any difference makes the demo fail.
+//! Creates a data directory with an issuer key, a platform, an authority and an enrollment
+//! agent, starts the server on its RocksDB store, then issues and verifies certificates through
+//! the API, enrolls an adult and a child with the parent's consent and has their devices ask
+//! for certificates, and checks every answer against the one the protocol requires: any
+//! difference makes the demo fail.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use cyberid_engine::{Certificate, Clock, PlatformId, SystemClock, WebNumber};
+use cyberid_identity::{
+    DeviceSigningKey, Disclose, GuardianConsent, HolderRequest, HolderRequestBody, ResidentId,
+};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -34,12 +39,14 @@ pub(crate) struct DemoArgs {
 
 const PLATFORM: &str = "demo.shop";
 const AUTHORITY: &str = "demo-authority";
+const AGENT: &str = "demo-app-backend";
 
 /// The demo's node, keys and client.
 struct Demo<'a> {
     client: Client,
     platform_key: &'a str,
     authority_key: &'a str,
+    agent_key: &'a str,
     holder: WebNumber,
 }
 
@@ -245,6 +252,113 @@ impl Demo<'_> {
     }
 }
 
+impl Demo<'_> {
+    async fn enroll(&mut self, body: Value) -> Result<(StatusCode, Value), Error> {
+        self.client
+            .call(
+                Method::POST,
+                "/v1/enrollments",
+                Some(self.agent_key),
+                Some(body),
+            )
+            .await
+    }
+
+    /// The holder's app asks for a certificate; its text, or the answer's code.
+    async fn ask(
+        &mut self,
+        holder: WebNumber,
+        device: &DeviceSigningKey,
+        disclose: Disclose,
+    ) -> Result<String, Error> {
+        let mut request = HolderRequest::new(holder, disclose, SystemClock.now())?;
+        request.audience = Some(PLATFORM.parse()?);
+        let body = serde_json::to_value(HolderRequestBody::from(&request.sign(device)?))
+            .map_err(|error| Error::Http(error.to_string()))?;
+        let (status, answer) = self
+            .client
+            .call(Method::POST, "/v1/holder/certificates", None, Some(body))
+            .await?;
+        Ok(match answer["certificate"].as_str() {
+            Some(text) if status == StatusCode::CREATED => text.to_owned(),
+            _ => answer["error"]["code"].as_str().unwrap_or("?").to_owned(),
+        })
+    }
+
+    /// The issuing side: an adult and a child enrolled by the agent, with the parent's consent
+    /// for the child; certificates asked for by the holders' devices, verified by the platform.
+    async fn identity(&mut self) -> Result<(), Error> {
+        println!(
+            "
+The issuing side: enrollment, holder-bound certificates, a guardian."
+        );
+        let document = |name: &str, id: &str, birth: &str| json!({ "name": name, "resident_id": id, "birth_date": birth, "valid_from": "2020-01-01" });
+        let parent_phone = DeviceSigningKey::generate()?;
+        let (status, parent) = self
+            .enroll(json!({
+                "document": document("张伟", "110105199003151239", "1990-03-15"),
+                "device_key": parent_phone.public_key().to_spki_pem()?,
+            }))
+            .await?;
+        expect("the agent enrolls an adult", "201", status.as_str())?;
+        let parent: WebNumber = parent["web_number"].as_str().unwrap_or_default().parse()?;
+        let certificate = self.ask(parent, &parent_phone, Disclose::Age).await?;
+        let (status, verdict) = self.verify(&certificate).await?;
+        let age = verdict["claims"]["age"].as_str().unwrap_or("none");
+        expect(
+            "the adult's phone asks for a certificate, disclosing age",
+            "valid adult",
+            &format!("{} {age}", verdict_of(status, &verdict)),
+        )?;
+
+        let child_id: ResidentId = "110105201706010029".parse()?;
+        let child_phone = DeviceSigningKey::generate()?;
+        let mut child = json!({
+            "document": document("张小明", child_id.expose(), "2017-06-01"),
+            "device_key": child_phone.public_key().to_spki_pem()?,
+        });
+        let (_, refused) = self.enroll(child.clone()).await?;
+        expect(
+            "a child under 14 without a guardian's consent is refused",
+            "guardian_required",
+            refused["error"]["code"].as_str().unwrap_or("?"),
+        )?;
+        let consent = GuardianConsent::sign(
+            parent,
+            &parent_phone,
+            &child_id,
+            &child_phone.public_key(),
+            SystemClock.now(),
+        )?;
+        child["guardian_consent"] =
+            serde_json::to_value(&consent).map_err(|error| Error::Http(error.to_string()))?;
+        let (status, enrolled) = self.enroll(child).await?;
+        expect(
+            "with the parent's signed consent the child is enrolled",
+            "201",
+            status.as_str(),
+        )?;
+        let child: WebNumber = enrolled["web_number"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()?;
+        let certificate = self.ask(child, &child_phone, Disclose::Nothing).await?;
+        let (status, verdict) = self.verify(&certificate).await?;
+        let age = verdict["claims"]["age"].as_str().unwrap_or("none");
+        expect(
+            "the child's certificate says minor, asked or not",
+            "valid minor",
+            &format!("{} {age}", verdict_of(status, &verdict)),
+        )?;
+        expect(
+            "another phone cannot ask for the child",
+            "device_signature",
+            &self.ask(child, &parent_phone, Disclose::Nothing).await?,
+        )?;
+        Ok(())
+    }
+}
+
 /// Flips one bit of the signature: the certificate still decodes, its signature no longer
 /// verifies.
 fn flip_signature_bit(text: &str) -> Result<String, Error> {
@@ -283,6 +397,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     let platform: PlatformId = PLATFORM.parse()?;
     let platform_key = dir.add_platform(&platform, &[Scope::Verify, Scope::Issue], Some(0), now)?;
     let authority_key = dir.add_authority(AUTHORITY, now)?;
+    let agent_key = dir.add_enrollment_agent(AGENT, now)?;
     let config = ServeConfig {
         data_dir: root.clone(),
         listen: args.listen,
@@ -301,6 +416,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
     println!("  issuer key      {key_id} (SM2, keys/{key_id}.key.pem)");
     println!("  platform        {PLATFORM}, key {platform_key}");
     println!("  authority       {AUTHORITY}, key {authority_key}");
+    println!("  enrollment      {AGENT}, key {agent_key}");
 
     runtime(0)?.block_on(async {
         let server = Server::start(config).await?;
@@ -314,9 +430,13 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), Error> {
             client: Client::connect(address).await?,
             platform_key: &platform_key,
             authority_key: &authority_key,
+            agent_key: &agent_key,
             holder: WebNumber::generate()?,
         };
-        let outcome = demo.run(args.qr).await;
+        let mut outcome = demo.run(args.qr).await;
+        if outcome.is_ok() {
+            outcome = demo.identity().await;
+        }
         if outcome.is_ok() {
             let spare = demo.issue(demo.holder, PLATFORM).await?;
             print_curl(address, &platform_key, &authority_key, demo.holder, &spare);

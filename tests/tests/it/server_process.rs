@@ -122,7 +122,7 @@ fn the_demo_runs_to_completion() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("The demo's answers were all as the protocol requires."));
-    assert_eq!(stdout.matches("  ok  ").count(), 13, "{stdout}");
+    assert_eq!(stdout.matches("  ok  ").count(), 19, "{stdout}");
     assert!(stdout.contains("curl -s http://127.0.0.1:"));
 }
 
