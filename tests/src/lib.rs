@@ -18,6 +18,30 @@ pub const CRASH_CLOCK: u64 = 1_790_000_000;
 /// history and inside their validity window.
 pub const CRASH_ISSUED_AT: u64 = CRASH_CLOCK + 60;
 
+/// The crash test's blind-index key and vault: fixed keys, so that every round of the child
+/// and the checking parent seal and open alike.
+pub fn crash_identity_keys() -> (cyberid_identity::IndexKey, cyberid_identity::Vault) {
+    use cyberid_identity::{IndexKey, Vault, VaultKey};
+    let master = VaultKey::from_bytes(1, &[7; 16]).unwrap();
+    let data = VaultKey::from_bytes(1, &[9; 16]).unwrap();
+    let vault = Vault::open(&master, &[master.wrap(&data).unwrap()]).unwrap();
+    (IndexKey::from_bytes(&[5; 32]).unwrap(), vault)
+}
+
+/// A valid synthetic resident identity number from 64 random bits: region 110105, a birth date
+/// from 1950 to 2005, a sequence, and the check character GB 11643 requires.
+pub fn synthetic_resident_id(random: u64) -> String {
+    let year = 1950 + random % 56;
+    let month = 1 + (random >> 8) % 12;
+    let day = 1 + (random >> 16) % 28;
+    let sequence = (random >> 24) % 1000;
+    let digits = format!("110105{year:04}{month:02}{day:02}{sequence:03}");
+    let mut seventeen = [0u8; 17];
+    seventeen.copy_from_slice(digits.as_bytes());
+    let check = cyberid_identity::ResidentId::check_character(&seventeen) as char;
+    format!("{digits}{check}")
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -47,7 +47,7 @@ fn service(app: &App) -> Result<Arc<IdentityService>, ApiError> {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "enrollment_unsupported",
-            "this node's store does not keep enrollments (the embedded store does; etcd does not yet)",
+            "this node's store keeps no enrollments",
         )
     })
 }

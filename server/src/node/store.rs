@@ -52,6 +52,10 @@ impl NodeStore for EtcdStore {
     fn etcd_stats(&self) -> Option<EtcdStats> {
         Some(self.stats())
     }
+
+    fn identity(self: Arc<Self>) -> Option<Arc<dyn IdentityStore>> {
+        Some(self)
+    }
 }
 
 /// Creates the embedded store of `dir` with its history beginning at `history_begins` (see

@@ -14,6 +14,8 @@
 //! | `<p>/r/s/w/<Web Number>` | `suspended` or `revoked` (absent: active) | none |
 //! | `<p>/r/s/c/<certificate id, 32 hex digits>` | empty | none |
 //! | `<p>/r/s/k/<key id, 16 hex digits>` | empty | none |
+//! | `<p>/e/i/<blind index, 64 hex digits>` | the enrolled Web Number | none |
+//! | `<p>/e/h/<Web Number>` | the enrollment's stored form (`cyberid_identity::Enrollment::encode`) | none |
 //!
 //! The log's keys are zero-padded so that etcd's byte order is sequence order; the state keys
 //! are the current set, read whole when a node connects.
@@ -40,6 +42,8 @@ pub(crate) struct Keys {
     pub(crate) seq: String,
     pub(crate) log: String,
     pub(crate) state: String,
+    enrollment_index: String,
+    enrollment: String,
 }
 
 impl Keys {
@@ -53,7 +57,19 @@ impl Keys {
             seq: format!("{prefix}/r/seq"),
             log: format!("{prefix}/r/l/"),
             state: format!("{prefix}/r/s/"),
+            enrollment_index: format!("{prefix}/e/i/"),
+            enrollment: format!("{prefix}/e/h/"),
         }
+    }
+
+    /// `<p>/e/i/<blind index>`.
+    pub(crate) fn enrollment_index(&self, index: &cyberid_identity::BlindIndex) -> String {
+        format!("{}{}", self.enrollment_index, hex::encode(index.as_bytes()))
+    }
+
+    /// `<p>/e/h/<Web Number>`.
+    pub(crate) fn enrollment(&self, web_number: &cyberid_engine::WebNumber) -> String {
+        format!("{}{web_number}", self.enrollment)
     }
 
     /// `<p>/n/<certificate id>`.

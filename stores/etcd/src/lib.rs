@@ -63,6 +63,7 @@ mod calls;
 mod layout;
 mod nonces;
 mod options;
+mod registry;
 mod revocations;
 mod stats;
 #[cfg(feature = "testing")]
@@ -362,6 +363,7 @@ mod contract {
 
     cyberid_engine::nonce_store_contract!(etcd);
     cyberid_engine::revocation_set_contract!(etcd);
+    cyberid_identity::registry_contract!(etcd);
 
     /// The same contract with the nonces split over two clusters.
     mod split {

@@ -36,6 +36,7 @@ use etcd_client::{
 };
 
 use crate::calls::{Failure, backoff};
+use crate::registry::Guard;
 use crate::layout::{LogEntry, WriteId, decode_decimal};
 use crate::stats::Counters;
 use crate::{EtcdStore, Shared};
@@ -355,6 +356,24 @@ impl Shared {
     /// Writes `records` after the cluster's last sequence number, all or none, and applies
     /// them to this node's maps before returning.
     async fn write_revocations(&self, records: &[RevocationRecord]) -> Result<u64, Error> {
+        match self.write_guarded(records, None).await? {
+            Ok(seq) => Ok(seq),
+            // Only a guard can fail its condition.
+            Err(Race) => Err(Error::Store {
+                context: "write revocations",
+                detail: "an unguarded write lost a guard's race".into(),
+            }),
+        }
+    }
+
+    /// [`write_revocations`](Self::write_revocations), in the same transaction as a guarded
+    /// write (an enrollment): both or neither, and [`Race`] without writing anything when the
+    /// guard's condition no longer holds.
+    pub(crate) async fn write_guarded(
+        &self,
+        records: &[RevocationRecord],
+        guard: Option<&Guard>,
+    ) -> Result<Result<u64, Race>, Error> {
         let write = self.nonces.next_write();
         // Sequence numbers an earlier attempt may have taken if its answer was lost.
         let mut unanswered: Vec<u64> = Vec::new();
@@ -365,19 +384,46 @@ impl Shared {
                 .map_err(|failure| failure.into_error("read revocation counter"))?;
             self.catch_up(seq).await?;
             for &base in &unanswered {
-                if seq >= base + records.len() as u64
-                    && let Some((_, entry)) = self.read_log(base + 1, base + 1).await?.first()
-                    && entry.written_by(write)
-                {
-                    return Ok(base + records.len() as u64);
+                let recognised = match guard {
+                    // A guarded write recognises its own by the value it put, unique per
+                    // attempt (a sealed record's fresh nonce).
+                    Some(guard) => guard.written(self).await?,
+                    None => {
+                        seq >= base + records.len() as u64
+                            && self
+                                .read_log(base + 1, base + 1)
+                                .await?
+                                .first()
+                                .is_some_and(|(_, entry)| entry.written_by(write))
+                    }
+                };
+                if recognised {
+                    self.catch_up(base + records.len() as u64).await?;
+                    return Ok(Ok(base + records.len() as u64));
                 }
+            }
+            if let Some(guard) = guard
+                && !guard.holds(self).await?
+            {
+                return Ok(Err(Race));
             }
             // Checked against the state at `seq`; the compare below makes sure it still is.
             self.view.maps.load().check_batch(records)?;
-            if records.is_empty() {
-                return Ok(seq);
+            if records.is_empty() && guard.is_none() {
+                return Ok(Ok(seq));
             }
-            let txn = self.revocation_txn(records, seq, seq_revision, write)?;
+            let (mut compares, mut operations) =
+                self.revocation_txn(records, seq, seq_revision, write)?;
+            if let Some(guard) = guard {
+                compares.extend(guard.compares());
+                operations.extend(guard.operations());
+                if operations.len() > self.options.max_txn_ops {
+                    return Err(Error::Config(
+                        "too many operations in one etcd transaction (max_txn_ops)",
+                    ));
+                }
+            }
+            let txn = Txn::new().when(compares).and_then(operations);
             match self
                 .attempt(self.options.request_timeout, self.client.clone().txn(txn))
                 .await
@@ -389,7 +435,7 @@ impl Shared {
                     if self.view.apply(&entries, revision).is_err() {
                         self.catch_up(seq + records.len() as u64).await?;
                     }
-                    return Ok(seq + records.len() as u64);
+                    return Ok(Ok(seq + records.len() as u64));
                 }
                 Ok(_) => Counters::bump(&self.stats.revocation_conflicts),
                 Err(Failure::Unanswered(_)) => {
@@ -415,13 +461,14 @@ impl Shared {
         })
     }
 
+    /// The comparisons and operations that append `records` after `seq`.
     fn revocation_txn(
         &self,
         records: &[RevocationRecord],
         seq: u64,
         seq_revision: i64,
         write: WriteId,
-    ) -> Result<Txn, Error> {
+    ) -> Result<(Vec<Compare>, Vec<TxnOp>), Error> {
         let last = seq + records.len() as u64;
         // A key may appear once per transaction: each state key gets the last change to it.
         let mut state: Vec<(String, Option<&'static str>)> = Vec::new();
@@ -455,15 +502,20 @@ impl Shared {
                 None => TxnOp::delete(key, None),
             });
         }
-        Ok(Txn::new()
-            .when([Compare::mod_revision(
+        Ok((
+            vec![Compare::mod_revision(
                 self.keys.seq.clone(),
                 CompareOp::Equal,
                 seq_revision,
-            )])
-            .and_then(then))
+            )],
+            then,
+        ))
     }
 }
+
+/// A guarded write's condition no longer held; nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Race;
 
 enum WatchEnd {
     Failed,

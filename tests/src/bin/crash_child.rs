@@ -3,8 +3,10 @@
 //! only after the engine returned it. The test SIGKILLs it at random moments and checks that
 //! everything acknowledged survived.
 //!
-//! Usage: `crash_child <data-dir>`. Lines: `nonce <certificate-id> <expires-at>` and
-//! `revoked <web-number>`.
+//! It also enrolls synthetic people through the identity service.
+//!
+//! Usage: `crash_child <data-dir>`. Lines: `nonce <certificate-id> <expires-at>`,
+//! `revoked <web-number>` and `enrolled <web-number> <resident-id>`.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use cyberid_engine::{
     RevocationChange, RevocationRecord, RevocationSet, Standing, Verdict, Verifier, VerifierConfig,
     WebNumber,
 };
+use cyberid_identity::{DeviceSigningKey, EnrollmentRequest, IdentityService, ServiceConfig};
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
-use cyberid_tests::{CRASH_CLOCK, CRASH_ISSUED_AT};
+use cyberid_tests::{CRASH_CLOCK, CRASH_ISSUED_AT, crash_identity_keys, synthetic_resident_id};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
@@ -61,6 +64,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
 
+    let enroller = {
+        let (index, vault) = crash_identity_keys();
+        let service = IdentityService::new(
+            store.clone(),
+            store.clone(),
+            Arc::new(vault),
+            index,
+            ServiceConfig::default(),
+        );
+        std::thread::spawn(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let device = DeviceSigningKey::generate()?.public_key().to_spki_pem()?;
+                loop {
+                    let mut random = [0u8; 8];
+                    getrandom::fill(&mut random)?;
+                    let id = synthetic_resident_id(u64::from_le_bytes(random));
+                    let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
+                    let request: EnrollmentRequest = serde_json::from_value(serde_json::json!({
+                        "document": { "name": "测试", "resident_id": id, "birth_date": birth,
+                                      "valid_from": "2020-01-01" },
+                        "device_key": device,
+                    }))?;
+                    let enrolled = service.enroll(request, "crash-test", CRASH_ISSUED_AT)?;
+                    writeln!(std::io::stdout(), "enrolled {} {id}", enrolled.web_number).ok();
+                }
+            },
+        )
+    };
+
     // Two verifying threads, so that group commits carry more than one request.
     let verifiers: Vec<_> = (0..2)
         .map(|_| {
@@ -96,5 +128,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         handle.join().map_err(|_| "verifier thread panicked")??;
     }
     revoker.join().map_err(|_| "revoker thread panicked")??;
+    enroller
+        .join()
+        .map_err(|_| "enroller thread panicked")?
+        .map_err(|error| error.to_string())?;
     Ok(())
 }

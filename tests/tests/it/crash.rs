@@ -1,6 +1,7 @@
-//! SIGKILL mid-write: a child process verifies certificates and revokes Web Numbers against a
-//! durable store; it is killed at random moments, several times over the same data directory;
-//! every acknowledged nonce must still be consumed and every acknowledged revocation must hold.
+//! SIGKILL mid-write: a child process verifies certificates, revokes Web Numbers and enrolls
+//! people against a durable store; it is killed at random moments, several times over the same
+//! data directory; every acknowledged nonce must still be consumed, every acknowledged
+//! revocation must hold and every acknowledged enrollment must be found and open.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -12,8 +13,9 @@ use cyberid_engine::{
     CertificateId, ManualClock, NonceClaim, NonceOutcome, NonceStore, RevocationSet, Standing,
     VerifierConfig, WebNumber,
 };
+use cyberid_identity::{Registry, ResidentId};
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
-use cyberid_tests::{CRASH_CLOCK, CRASH_ISSUED_AT};
+use cyberid_tests::{CRASH_CLOCK, CRASH_ISSUED_AT, crash_identity_keys};
 
 fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound
@@ -24,6 +26,7 @@ fn acknowledged_nonces_and_revocations_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut nonces: Vec<(CertificateId, u64)> = Vec::new();
     let mut revoked: Vec<WebNumber> = Vec::new();
+    let mut enrolled: Vec<(WebNumber, String)> = Vec::new();
     for round in 0..5 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash_child"))
             .arg(dir.path())
@@ -41,12 +44,12 @@ fn acknowledged_nonces_and_revocations_survive_sigkill() {
                     panic!("round {round}: child stopped early: {:?}", child.try_wait())
                 })
                 .unwrap();
-            record(&line, &mut nonces, &mut revoked);
+            record(&line, &mut nonces, &mut revoked, &mut enrolled);
         }
         child.kill().unwrap(); // SIGKILL
         // Acknowledgements printed before the kill landed count too.
         for line in lines.map_while(Result::ok) {
-            record(&line, &mut nonces, &mut revoked);
+            record(&line, &mut nonces, &mut revoked, &mut enrolled);
         }
         child.wait().unwrap();
     }
@@ -92,10 +95,31 @@ fn acknowledged_nonces_and_revocations_survive_sigkill() {
             "{web_number} lost its revocation"
         );
     }
-    assert!(store.history(0, usize::MAX).unwrap().len() >= revoked.len());
+    assert!(store.history(0, usize::MAX).unwrap().len() >= revoked.len() + enrolled.len());
+    // Every acknowledged enrollment: found by its blind index, its record opens to its person.
+    assert!(!enrolled.is_empty());
+    let (index_key, vault) = crash_identity_keys();
+    for (web_number, id) in &enrolled {
+        let id: ResidentId = id.parse().unwrap();
+        assert_eq!(
+            store.find(&index_key.index(&id)).unwrap(),
+            Some(*web_number)
+        );
+        let held = store
+            .holder(web_number)
+            .unwrap()
+            .expect("an acknowledged enrollment");
+        let document = vault.open_document(web_number, &held.sealed).unwrap();
+        assert_eq!(document.resident_id(), &id);
+    }
 }
 
-fn record(line: &str, nonces: &mut Vec<(CertificateId, u64)>, revoked: &mut Vec<WebNumber>) {
+fn record(
+    line: &str,
+    nonces: &mut Vec<(CertificateId, u64)>,
+    revoked: &mut Vec<WebNumber>,
+    enrolled: &mut Vec<(WebNumber, String)>,
+) {
     let words: Vec<&str> = line.split(' ').collect();
     // A line cut short by the kill was never fully acknowledged: it does not parse and is
     // skipped.
@@ -108,6 +132,11 @@ fn record(line: &str, nonces: &mut Vec<(CertificateId, u64)>, revoked: &mut Vec<
         ["revoked", web_number] => {
             if let Ok(web_number) = web_number.parse() {
                 revoked.push(web_number);
+            }
+        }
+        ["enrolled", web_number, id] if id.len() == 18 => {
+            if let Ok(web_number) = web_number.parse() {
+                enrolled.push((web_number, (*id).to_owned()));
             }
         }
         _ => {}

@@ -310,3 +310,26 @@ async fn no_plaintext_identity_is_left_on_disk() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_person_enrolled_at_once_on_many_connections_gets_one_web_number() {
+    let node = std::sync::Arc::new(Node::start(|_| {}).await);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let phone = DeviceSigningKey::generate().unwrap();
+                enroll(&node, enrollment(ADULT_NAME, ADULT_ID, &phone)).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut numbers = std::collections::HashSet::new();
+    for task in tasks {
+        let (status, answer) = task.await.unwrap();
+        assert!(status == 200 || status == 201, "{status} {answer}");
+        created += usize::from(status == 201);
+        numbers.insert(answer["web_number"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((created, numbers.len()), (1, 1), "{numbers:?}");
+}
