@@ -36,8 +36,8 @@ use etcd_client::{
 };
 
 use crate::calls::{Failure, backoff};
-use crate::registry::Guard;
 use crate::layout::{LogEntry, WriteId, decode_decimal};
+use crate::registry::Guard;
 use crate::stats::Counters;
 use crate::{EtcdStore, Shared};
 

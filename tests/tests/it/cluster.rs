@@ -82,3 +82,63 @@ async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
     assert!(txns > 0);
     assert!(text.contains("cyberid_etcd_view_age_seconds "));
 }
+
+/// The issuing side on a shared store: a person enrolled through one node asks the other for a
+/// certificate, is found again by the other (same Web Number, new phone), and the certificate
+/// verifies on the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_registry_of_enrollments() {
+    use cyberid_engine::Clock;
+    use cyberid_identity::{DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody};
+    use serde_json::json;
+
+    let cluster = start_cluster().await;
+    let (a, b) = two_nodes(&store_url(&cluster.endpoints(), "enrollments")).await;
+    let enroll = |node: &cyberid_tests::node::Node, phone: &DeviceSigningKey| {
+        let body = json!({
+            "document": { "name": "测试", "resident_id": "110105199003151239",
+                          "birth_date": "1990-03-15", "valid_from": "2020-01-01" },
+            "device_key": phone.public_key().to_spki_pem().unwrap(),
+        });
+        let (address, key) = (node.address, node.prepared.agent_key.clone());
+        async move {
+            let mut client = cyberid::Client::connect(address).await.unwrap();
+            let (status, answer) = client
+                .call(Method::POST, "/v1/enrollments", Some(&key), Some(body))
+                .await
+                .unwrap();
+            (status.as_u16(), answer)
+        }
+    };
+    let first_phone = DeviceSigningKey::generate().unwrap();
+    let (status, first) = enroll(&a, &first_phone).await;
+    assert_eq!(status, 201, "{first}");
+    let holder: WebNumber = first["web_number"].as_str().unwrap().parse().unwrap();
+
+    let new_phone = DeviceSigningKey::generate().unwrap();
+    let (status, again) = enroll(&b, &new_phone).await;
+    assert_eq!(
+        (status, &again["web_number"]),
+        (200, &first["web_number"]),
+        "{again}"
+    );
+
+    let mut request =
+        HolderRequest::new(holder, Disclose::Age, cyberid_engine::SystemClock.now()).unwrap();
+    request.audience = Some(SHOP.parse().unwrap());
+    let body =
+        serde_json::to_value(HolderRequestBody::from(&request.sign(&new_phone).unwrap())).unwrap();
+    let (status, issued) = b
+        .client()
+        .await
+        .call(Method::POST, "/v1/holder/certificates", None, Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 201, "{issued}");
+    let mut client = a.client().await;
+    let certificate = issued["certificate"].as_str().unwrap();
+    assert_eq!(
+        verdict(&mut client, &a.prepared.shop_key, certificate).await,
+        "valid"
+    );
+}
