@@ -65,7 +65,10 @@ p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
 distinct() { # distinct TARGET BODIES OUT
     CYBERID_API_KEY=$api_key CYBERID_BODIES=$2 CYBERID_WRK_THREADS=1 \
         wrk -t1 -c"$connections" -d"${seconds}s" --latency -s loadtest/wrk-distinct.lua "http://$1" >"$3" 2>&1
-    if grep -q "ran out of bodies" "$3"; then echo "ratio-wrk: $1 replayed bodies; not a measurement" >&2; fi
+    # The baseline answers every body alike, so only the node must never see one twice.
+    if [[ $1 == "$address" ]] && grep -q "ran out of bodies" "$3"; then
+        echo "ratio-wrk: the node was sent bodies twice; not a measurement (prepare more)" >&2
+    fi
 }
 echo '| round | baseline answers/s | baseline p99 | node answers/s | node p99 | node / baseline |'
 echo '|---:|---:|---:|---:|---:|---:|'
@@ -84,12 +87,14 @@ for round in $(seq "$rounds"); do
 done
 
 # wrk does not read answers: check that what it sent was answered once. The first bodies of
-# the first round were surely sent; each must now be `replayed`.
+# the first round were surely sent; each must now be `replayed`. Not the very first: wrk calls
+# the script's request() once per thread before it connects and discards that request, so the
+# first body of a round is never sent.
 checked=0
 while IFS= read -r body; do
     verdict=$(curl -sf -X POST "http://$address/v1/verify" -H "Authorization: Bearer $api_key" \
         -H 'Content-Type: application/json' -d "$body")
     [[ $verdict == *'"replayed"'* ]] || { echo "ratio-wrk: a sent certificate is not replayed: $verdict" >&2; exit 1; }
     checked=$((checked + 1))
-done < <(head -20 "$work/bodies.txt")
+done < <(sed -n 2,21p "$work/bodies.txt")
 echo "checked: $checked sent certificates answer replayed"

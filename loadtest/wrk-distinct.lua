@@ -6,7 +6,8 @@
 --   CYBERID_API_KEY=cyp_... CYBERID_BODIES=/tmp/bodies.txt CYBERID_WRK_THREADS=1 \
 --     wrk -t1 -c64 -d5s --latency -s loadtest/wrk-distinct.lua http://127.0.0.1:8080
 --
--- Each of wrk's threads takes every t-th line of the file. A thread that runs out of bodies
+-- wrk calls request() once per thread before connecting and discards that request, so each
+-- thread's first body is never sent. Each of wrk's threads takes every t-th line of the file. A thread that runs out of bodies
 -- starts over (its certificates are then replayed, which is cheaper): `done` says whether that
 -- happened, and a run where it did is not a measurement of distinct certificates.
 
