@@ -5,6 +5,11 @@
 # filter: bench/run-with-reference.sh certificate/verify
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The project's one build directory, and the release build's package selection: cargo unifies
+# features over the selected packages, and the bench crate alone would ask RocksDB's bindgen
+# for other regex features and so compile RocksDB again (10-30 minutes). With the server and
+# the harness selected too, the release build's RocksDB is reused.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cyberid-target}"
 
 reference() {
     echo "== reference ($1): openssl speed -seconds 5 sm2"
@@ -15,5 +20,5 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 echo "== $(openssl version), $(rustc --version)"
 reference before
 echo "== cargo bench -p cyberid-bench $*"
-cargo bench -p cyberid-bench -- "$@"
+cargo bench -p cyberid -p cyberid-loadtest -p cyberid-bench --bench sm2 --bench certificate --bench stores -- "$@"
 reference after

@@ -22,6 +22,9 @@ use crate::step::knee;
 use crate::verdict::{Class, Expect, Observed, TransportError, classify};
 use crate::{Config, Error, Mode, Outcome, Report, StepPlan, StepReport};
 
+/// Connections idle longer than this while a phase was prepared are replaced before it sends.
+const IDLE_BEFORE_RECONNECT: Duration = Duration::from_secs(1);
+
 /// After a failed connection attempt, a connection task waits this long before its next
 /// request, so that a node that is down is not hammered with connects in a tight loop.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(20);
@@ -159,6 +162,13 @@ async fn run_one(
     }
     let prepared = prepared?;
     phase.duration = fit_to_certificates(&phase, &prepared)?;
+    // Connections kept from the last phase sat idle while this one was prepared, and a node
+    // closes idle keep-alive connections after its own timeout: a close arriving just as the
+    // phase sends would be counted against the node. Fresh connections for a phase whose
+    // preparation took longer than a second.
+    if prepared.took > IDLE_BEFORE_RECONNECT {
+        connections.clear();
+    }
     while connections.len() < config.connections {
         let address = config.target_of(connections.len());
         let connection = open(address, config.timeout)

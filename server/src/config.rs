@@ -140,8 +140,12 @@ settings! {
     max_body_bytes: usize = 8192, env "CYBERID_MAX_BODY_BYTES";
     /// Most simultaneous client connections; more wait in the listen backlog.
     max_connections: usize = 10_000, env "CYBERID_MAX_CONNECTIONS";
-    /// Time a client has to send a request's headers, milliseconds.
-    header_timeout_ms: u64 = 5_000, env "CYBERID_HEADER_TIMEOUT_MS";
+    /// Time a client has to send a request's headers, milliseconds. hyper also applies it to
+    /// a keep-alive connection waiting for its next request, so it is the idle timeout too:
+    /// keep it above the idle timeout of the load balancer or platform client pooling
+    /// connections to the node (60 s for AWS ALB and nginx), or they will send on connections
+    /// the node is closing.
+    header_timeout_ms: u64 = 75_000, env "CYBERID_HEADER_TIMEOUT_MS";
     /// Time a client has to send a request's body, milliseconds; 408 after.
     body_timeout_ms: u64 = 5_000, env "CYBERID_BODY_TIMEOUT_MS";
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish, milliseconds.
