@@ -4,7 +4,7 @@
 #   loadtest/capacity.sh [SECONDS] [SECTION...]     (defaults: 5, every section)
 #
 # Sections: reference ceiling mix connections threads batch queue store allocator curve
-# cluster before. The `cluster` section (not in the default list) starts a 3-member etcd cluster on
+# knee cluster before. The `cluster` section (not in the default list) starts a 3-member etcd cluster on
 # loopback (scripts/etcd-cluster.sh, needs etcd-server) and compares one node on RocksDB with
 # one and two nodes on etcd (flags @etcd and @two: the second node serves a copy of the first's
 # keys and credentials on the same store, and the harness spreads its connections over both).
@@ -23,7 +23,7 @@ set -euo pipefail
 seconds=${1:-5}
 shift || true
 sections=("$@")
-((${#sections[@]})) || sections=(reference ceiling mix connections threads batch queue store allocator curve)
+((${#sections[@]})) || sections=(reference ceiling mix connections threads batch queue store allocator curve knee)
 
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cyberid-target}"
@@ -297,9 +297,19 @@ for section in "${sections[@]}"; do
         ;;
     curve)
         header "Latency curve (open loop, 256 connections, valid)"
-        for rate in 2000 5000 10000 15000 20000 25000 30000; do
+        for rate in 2000 5000 10000 15000 17500 20000 25000 30000 35000 40000 45000 50000; do
             row "$rate/s" "" --rate "$rate" --connections 256 --duration "$seconds"
         done
+        ;;
+    knee)
+        # Step mode: the highest rate whose p99 stays within 10 ms (and that keeps up).
+        header "Knee (step mode, open loop, 256 connections, valid, p99 bound 10 ms)"
+        start_node "$bin/cyberid" "$work"
+        "$bin/cyberid-loadtest" --target "$address" --api-key "$api_key" --data-dir "$data" \
+            --authority-key "$authority_key" --mode step --warmup 5000 --step-start 4000 \
+            --step-increment 2000 --p99-bound-ms 10 --connections 256 >"$work/knee.txt" 2>&1 || true
+        stop_node
+        sed -n '/^   rate\/s/,$p' "$work/knee.txt"
         ;;
     *)
         echo "capacity: unknown section $section" >&2
