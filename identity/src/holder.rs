@@ -392,7 +392,8 @@ mod tests {
         let key = DeviceSigningKey::generate().unwrap();
         let good = signed(&key);
         let device = key.public_key();
-        let changes: Vec<Box<dyn Fn(&mut HolderRequest)>> = vec![
+        type Change = Box<dyn Fn(&mut HolderRequest)>;
+        let changes: Vec<Change> = vec![
             Box::new(|r| r.web_number = WebNumber::generate().unwrap()),
             Box::new(|r| r.audience = None),
             Box::new(|r| r.disclose = Disclose::Nothing),
