@@ -15,7 +15,7 @@ use sm2::pkcs8::{
 use sm3::{Digest, Sm3};
 
 use crate::Error;
-use crate::sm2fast::PreparedKey;
+use crate::sm2fast::{PreparedKey, UnpreparedKey};
 
 /// The SM2 distinguishing identifier used for every issuer key: the default of GB/T 32918.2 and
 /// GM/T 0009, `1234567812345678`.
@@ -239,6 +239,25 @@ impl IssuerPublicKey {
         // Signature parsing rejects r or s outside [1, n-1] (steps B1 and B2).
         sm2::dsa::Signature::from_slice(signature)
             .is_ok_and(|signature| self.verifier.verify(message, &signature).is_ok())
+    }
+
+    /// Checks a signature with the fast field arithmetic but no tables for this key: for a key
+    /// that verifies once or rarely (a holder's device key), where building tables (a few
+    /// milliseconds) would cost more than it saves. `[s]G` uses G's shared table, `[t]P` a
+    /// width-5 NAF. Checked against [`verify_general`](Self::verify_general) like the fast path.
+    pub fn verify_once(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let point = self.verifier.to_sec1_bytes();
+        let key = point.get(1..33).zip(point.get(33..65)).and_then(|(x, y)| {
+            UnpreparedKey::new(
+                DEFAULT_SM2_ID.as_bytes(),
+                x.try_into().ok()?,
+                y.try_into().ok()?,
+            )
+        });
+        match key {
+            Some(key) => key.verify(message, signature),
+            None => self.verify_general(message, signature),
+        }
     }
 
     /// Builds the fast path's tables now rather than on the first verification (a few

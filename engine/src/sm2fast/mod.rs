@@ -14,6 +14,7 @@
 
 mod field;
 mod point;
+mod variable;
 
 use std::sync::OnceLock;
 
@@ -90,45 +91,90 @@ impl PreparedKey {
 
     /// Verifies the SM2 signature `r || s` on `message` (GB/T 32918.2 §7.1, steps B1-B7).
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let mut r_bytes = [0u8; 32];
-        let mut s_bytes = [0u8; 32];
-        r_bytes.copy_from_slice(&signature[..32]);
-        s_bytes.copy_from_slice(&signature[32..]);
-        let r = u256_from_be_bytes(&r_bytes);
-        let s = u256_from_be_bytes(&s_bytes);
-        // B1, B2: r and s in [1, n-1].
-        let in_range = |value: &[u64; 4]| *value != [0; 4] && lt_256(value, &N);
-        if !in_range(&r) || !in_range(&s) {
-            return false;
-        }
-        // B3, B4: e = SM3(Z_A || M), reduced mod n (e < 2^256 < 2n).
-        let mut hasher = self.prefix.clone();
-        hasher.update(message);
-        let digest: [u8; 32] = hasher.finalize().into();
-        let e = reduce_n(u256_from_be_bytes(&digest));
-        // B5: t = (r + s) mod n, t != 0.
-        let t = add_mod_n(&r, &s);
-        if t == [0; 4] {
-            return false;
-        }
-        // B6: (x1, y1) = [s]G + [t]P, not infinity.
-        let sum = generator_table().accumulate(Jacobian::INFINITY, &s_bytes);
-        let sum = self.table.accumulate(sum, &u256_to_be_bytes(&t));
-        if sum.is_infinity() {
-            return false;
-        }
-        // B7: r == (e + x1) mod n  <=>  x1 == c or x1 == c + n, with c = (r - e) mod n and
-        // x1 < p. With x1 = X / Z^2, compare X with c * Z^2: no inversion.
-        let c = sub_mod_n(&r, &e);
-        let z2 = sum.z.square();
-        let matches =
-            |candidate: &[u64; 4]| Fe::from_u256(candidate).is_some_and(|c| c.mul(&z2) == sum.x);
-        if matches(&c) {
-            return true;
-        }
-        let (c_plus_n, carry) = add_256(&c, &N);
-        carry == 0 && matches(&c_plus_n)
+        verify_with(&self.prefix, message, signature, |sum, t| {
+            self.table.accumulate(sum, t)
+        })
     }
+}
+
+/// A public key used once or rarely (a holder's device key): no tables of its own, `[t]P` by
+/// a width-5 NAF ([`variable::multiply`]), `[s]G` still from G's shared table.
+pub(crate) struct UnpreparedKey {
+    point: Affine,
+    /// SM3 with `Z_A` already absorbed.
+    prefix: Sm3,
+}
+
+impl std::fmt::Debug for UnpreparedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnpreparedKey").finish_non_exhaustive()
+    }
+}
+
+impl UnpreparedKey {
+    /// The key `(x, y)` (big-endian affine coordinates); `None` if the point is not on the
+    /// curve. One SM3 for `Z_A`, no tables.
+    pub(crate) fn new(distid: &[u8], x: &[u8; 32], y: &[u8; 32]) -> Option<UnpreparedKey> {
+        let point = Affine::from_coordinates(x, y)?;
+        let mut prefix = Sm3::new();
+        prefix.update(z_a(distid, x, y));
+        Some(UnpreparedKey { point, prefix })
+    }
+
+    /// Verifies the SM2 signature `r || s` on `message`, as [`PreparedKey::verify`].
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        verify_with(&self.prefix, message, signature, |sum, t| {
+            sum.add(&variable::multiply(&self.point, t))
+        })
+    }
+}
+
+/// GB/T 32918.2 §7.1, steps B1-B7, with `add_tp(sum, t)` adding `[t]P` for the key.
+#[inline(always)]
+fn verify_with(
+    prefix: &Sm3,
+    message: &[u8],
+    signature: &[u8; 64],
+    add_tp: impl FnOnce(Jacobian, &[u8; 32]) -> Jacobian,
+) -> bool {
+    let mut r_bytes = [0u8; 32];
+    let mut s_bytes = [0u8; 32];
+    r_bytes.copy_from_slice(&signature[..32]);
+    s_bytes.copy_from_slice(&signature[32..]);
+    let r = u256_from_be_bytes(&r_bytes);
+    let s = u256_from_be_bytes(&s_bytes);
+    // B1, B2: r and s in [1, n-1].
+    let in_range = |value: &[u64; 4]| *value != [0; 4] && lt_256(value, &N);
+    if !in_range(&r) || !in_range(&s) {
+        return false;
+    }
+    // B3, B4: e = SM3(Z_A || M), reduced mod n (e < 2^256 < 2n).
+    let mut hasher = prefix.clone();
+    hasher.update(message);
+    let digest: [u8; 32] = hasher.finalize().into();
+    let e = reduce_n(u256_from_be_bytes(&digest));
+    // B5: t = (r + s) mod n, t != 0.
+    let t = add_mod_n(&r, &s);
+    if t == [0; 4] {
+        return false;
+    }
+    // B6: (x1, y1) = [s]G + [t]P, not infinity.
+    let sum = generator_table().accumulate(Jacobian::INFINITY, &s_bytes);
+    let sum = add_tp(sum, &u256_to_be_bytes(&t));
+    if sum.is_infinity() {
+        return false;
+    }
+    // B7: r == (e + x1) mod n  <=>  x1 == c or x1 == c + n, with c = (r - e) mod n and
+    // x1 < p. With x1 = X / Z^2, compare X with c * Z^2: no inversion.
+    let c = sub_mod_n(&r, &e);
+    let z2 = sum.z.square();
+    let matches =
+        |candidate: &[u64; 4]| Fe::from_u256(candidate).is_some_and(|c| c.mul(&z2) == sum.x);
+    if matches(&c) {
+        return true;
+    }
+    let (c_plus_n, carry) = add_256(&c, &N);
+    carry == 0 && matches(&c_plus_n)
 }
 
 fn reduce_n(value: [u64; 4]) -> [u64; 4] {
@@ -194,6 +240,27 @@ mod tests {
     }
 
     #[test]
+    fn annex_a_signature_verifies_without_tables() {
+        let x: [u8; 32] = u256_to_be_bytes(&[
+            0x6bb0_8ff3_56f3_5020,
+            0x7217_9fad_1833_fc07,
+            0x50dd_7d16_1e4b_c5c6,
+            0x09f9_df31_1e54_21a1,
+        ]);
+        let y: [u8; 32] = u256_to_be_bytes(&[
+            0x6632_f607_2da9_ad13,
+            0x0aed_05fb_f35e_084a,
+            0x2dc6_ea71_8cc1_aa60,
+            0xccea_490c_e267_75a5,
+        ]);
+        let (_, signature) = annex_a();
+        let key = UnpreparedKey::new(ID, &x, &y).unwrap();
+        assert!(key.verify(b"message digest", &signature));
+        assert!(!key.verify(b"message digesu", &signature));
+        assert!(UnpreparedKey::new(ID, &[1; 32], &[2; 32]).is_none());
+    }
+
+    #[test]
     fn z_a_matches_the_standard() {
         let (x, y) = (
             [
@@ -224,6 +291,7 @@ mod tests {
     struct Pair {
         signing: sm2::dsa::SigningKey,
         prepared: PreparedKey,
+        unprepared: UnpreparedKey,
     }
 
     fn pair(seed: u8) -> Pair {
@@ -233,13 +301,15 @@ mod tests {
         let signing = sm2::dsa::SigningKey::new("1234567812345678", &secret).unwrap();
         let point = secret.public_key().to_sec1_point(false);
         let bytes = point.as_bytes();
-        let prepared = PreparedKey::new(
-            ID,
+        let (x, y) = (
             bytes[1..33].try_into().unwrap(),
             bytes[33..65].try_into().unwrap(),
-        )
-        .unwrap();
-        Pair { signing, prepared }
+        );
+        Pair {
+            signing,
+            prepared: PreparedKey::new(ID, x, y).unwrap(),
+            unprepared: UnpreparedKey::new(ID, x, y).unwrap(),
+        }
     }
 
     fn keys() -> &'static [Pair; 2] {
@@ -274,6 +344,9 @@ mod tests {
             let verifier = &keys[usize::from(other_key)];
             prop_assert_eq!(verifier.prepared.verify(&message, &mutated), reference(verifier, &message, &mutated));
             prop_assert_eq!(verifier.prepared.verify(&message, &signature), reference(verifier, &message, &signature));
+            prop_assert!(keys[0].unprepared.verify(&message, &signature));
+            prop_assert_eq!(verifier.unprepared.verify(&message, &mutated), reference(verifier, &message, &mutated));
+            prop_assert_eq!(verifier.unprepared.verify(&message, &signature), reference(verifier, &message, &signature));
         }
 
         #[test]
@@ -283,6 +356,7 @@ mod tests {
             bytes[32..].copy_from_slice(&s);
             let keys = keys();
             prop_assert_eq!(keys[0].prepared.verify(b"m", &bytes), reference(&keys[0], b"m", &bytes));
+            prop_assert_eq!(keys[0].unprepared.verify(b"m", &bytes), reference(&keys[0], b"m", &bytes));
         }
     }
 }
