@@ -151,10 +151,30 @@ pub struct PlatformEntry {
     /// Requests per second this platform may make; the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// An authority's entitlement to the Web Number itself; without one, the platform's
+    /// results name the holder by a pairwise subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_number: Option<WebNumberEntitlement>,
     /// Its API keys (several during a rotation).
     #[serde(default, rename = "key")]
     pub keys: Vec<StoredKey>,
 }
+
+/// An authority's decision that a platform receives holders' Web Numbers, recorded with the
+/// legal basis it cited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebNumberEntitlement {
+    /// The authority that granted it (one of this file's authorities when it did).
+    pub authority: String,
+    /// The legal basis cited: 1 to 200 characters, no control characters.
+    pub basis: String,
+    /// When, Unix seconds.
+    pub granted_at: u64,
+}
+
+/// Longest legal basis recorded with an entitlement, in characters.
+const MAX_BASIS_CHARS: usize = 200;
 
 /// An authority of `credentials.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,10 +273,64 @@ impl DataDir {
             id: *id,
             scopes: scopes.to_vec(),
             rate_limit,
+            web_number: None,
             keys: vec![key.stored],
         });
         self.write_toml(CREDENTIALS, &file)?;
         Ok(key.api_key)
+    }
+
+    /// Records an authority's entitlement of a platform to holders' Web Numbers, replacing any
+    /// earlier one. Running nodes apply it at their next credentials reload; from then on that
+    /// platform's results carry the Web Number instead of its pairwise subject.
+    pub fn entitle_web_number(
+        &self,
+        platform: &PlatformId,
+        authority: &str,
+        basis: &str,
+        now: u64,
+    ) -> Result<(), Error> {
+        let basis = basis.trim();
+        let chars = basis.chars().count();
+        if chars == 0 || chars > MAX_BASIS_CHARS || basis.chars().any(char::is_control) {
+            return Err(Error::Invalid(format!(
+                "the legal basis is 1 to {MAX_BASIS_CHARS} characters without control characters"
+            )));
+        }
+        let _lock = self.lock()?;
+        let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
+        if !file.authorities.iter().any(|a| a.id == authority) {
+            return Err(Error::NotFound(format!("no such authority: {authority}")));
+        }
+        let entry = file
+            .platforms
+            .iter_mut()
+            .find(|p| p.id == *platform)
+            .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
+        entry.web_number = Some(WebNumberEntitlement {
+            authority: authority.to_owned(),
+            basis: basis.to_owned(),
+            granted_at: now,
+        });
+        self.write_toml(CREDENTIALS, &file)
+    }
+
+    /// Withdraws a platform's entitlement to Web Numbers: its results name holders by their
+    /// pairwise subject again (from the nodes' next credentials reload).
+    pub fn withdraw_web_number(&self, platform: &PlatformId) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
+        let entry = file
+            .platforms
+            .iter_mut()
+            .find(|p| p.id == *platform)
+            .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
+        if entry.web_number.take().is_none() {
+            return Err(Error::NotFound(format!(
+                "platform {platform} is not entitled to Web Numbers"
+            )));
+        }
+        self.write_toml(CREDENTIALS, &file)
     }
 
     /// Gives an existing platform, authority or enrollment agent one more API key (for
@@ -385,6 +459,47 @@ mod tests {
         let text = std::fs::read_to_string(dir.credentials_path()).unwrap();
         let secret_part = key.rsplit('_').next().unwrap();
         assert!(!text.contains(secret_part));
+    }
+
+    #[test]
+    fn an_entitlement_names_an_authority_and_a_basis_and_can_be_withdrawn() {
+        let (_temp, dir) = fixture();
+        let bank: PlatformId = "bank".parse().unwrap();
+        dir.add_platform(&bank, &[Scope::Verify], None, 1).unwrap();
+        let refused = |authority: &str, basis: &str| {
+            dir.entitle_web_number(&bank, authority, basis, 2)
+                .unwrap_err()
+                .code()
+        };
+        assert_eq!(refused("ops", "AML rules art. 16"), "not_found");
+        dir.add_authority("ops", 1).unwrap();
+        assert_eq!(refused("ops", "  "), "config");
+        assert_eq!(refused("ops", "line\nbreak"), "config");
+        assert_eq!(refused("ops", &"x".repeat(201)), "config");
+        assert_eq!(
+            dir.entitle_web_number(&"shop".parse().unwrap(), "ops", "basis", 2)
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+
+        dir.entitle_web_number(&bank, "ops", " AML rules art. 16 ", 2)
+            .unwrap();
+        let entry = dir.credentials().unwrap().platforms[0].clone();
+        assert_eq!(
+            entry.web_number,
+            Some(WebNumberEntitlement {
+                authority: "ops".into(),
+                basis: "AML rules art. 16".into(),
+                granted_at: 2,
+            })
+        );
+        dir.withdraw_web_number(&bank).unwrap();
+        assert_eq!(dir.credentials().unwrap().platforms[0].web_number, None);
+        assert_eq!(
+            dir.withdraw_web_number(&bank).unwrap_err().code(),
+            "not_found"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! identity/index.key         the blind index's HMAC-SM3 key (32 bytes)
+//! identity/subject.key       the pairwise subjects' HMAC-SM3 key (32 bytes; for life, the
+//!                            same on every node of a deployment)
 //! identity/master-<n>.key    the vault's master key n (16 bytes, SM4)
 //! identity/data-keys.toml    the vault's data keys, wrapped under the master key it names
 //! ```
@@ -10,7 +12,7 @@
 //! earlier build gains them. The master key lives here as a file; a deployment that must keep it
 //! in a hardware security module replaces this module, not the vault.
 
-use cyberid_identity::{IndexKey, Vault, VaultKey, WrappedKey, rewrap};
+use cyberid_identity::{IndexKey, SubjectKey, Vault, VaultKey, WrappedKey, rewrap};
 use serde::{Deserialize, Serialize};
 
 use crate::{DataDir, Error};
@@ -18,6 +20,7 @@ use crate::{DataDir, Error};
 const DIRECTORY: &str = "identity";
 const INDEX_KEY: &str = "identity/index.key";
 const DATA_KEYS: &str = "identity/data-keys.toml";
+const SUBJECT_KEY: &str = "identity/subject.key";
 
 /// `identity/data-keys.toml`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +47,8 @@ pub struct IdentityKeys {
     pub index: IndexKey,
     /// The vault, with every data key generation.
     pub vault: Vault,
+    /// The pairwise subjects' key.
+    pub subject: SubjectKey,
 }
 
 fn master_name(id: u32) -> String {
@@ -53,18 +58,29 @@ fn master_name(id: u32) -> String {
 impl DataDir {
     /// The issuing side's keys, made now if this directory has none yet.
     pub fn identity_keys(&self) -> Result<IdentityKeys, Error> {
-        if !self.root().join(DATA_KEYS).exists() {
+        if !self.root().join(DATA_KEYS).exists() || !self.root().join(SUBJECT_KEY).exists() {
             let _lock = self.lock()?;
             // Checked again under the lock: another command may have made them meanwhile.
             if !self.root().join(DATA_KEYS).exists() {
                 self.create_identity_keys()?;
+            }
+            // A directory made before pairwise subjects existed gains its key here.
+            if !self.root().join(SUBJECT_KEY).exists() {
+                self.create_subject_key()?;
             }
         }
         let (master, wrapped) = self.read_vault_keys()?;
         Ok(IdentityKeys {
             index: IndexKey::from_bytes(&self.read_private(INDEX_KEY)?)?,
             vault: Vault::open(&master, &wrapped)?,
+            subject: SubjectKey::from_bytes(&self.read_private(SUBJECT_KEY)?)?,
         })
+    }
+
+    fn create_subject_key(&self) -> Result<(), Error> {
+        std::fs::create_dir_all(self.root().join(DIRECTORY))
+            .map_err(Error::io("create the identity key directory"))?;
+        self.write_atomic(SUBJECT_KEY, SubjectKey::generate()?.expose(), true)
     }
 
     pub(crate) fn create_identity_keys(&self) -> Result<(), Error> {
@@ -75,6 +91,7 @@ impl DataDir {
         let master = VaultKey::generate(1)?;
         self.write_atomic(&master_name(1), master.expose(), true)?;
         let wrapped = master.wrap(&VaultKey::generate(1)?)?;
+        self.create_subject_key()?;
         // The data keys file goes last: its presence means every key it needs exists.
         self.write_data_keys(1, &[wrapped])
     }
@@ -174,6 +191,7 @@ mod tests {
             "identity/index.key",
             "identity/master-1.key",
             "identity/data-keys.toml",
+            "identity/subject.key",
         ] {
             let mode = std::fs::metadata(dir.root().join(name))
                 .unwrap()
@@ -183,6 +201,7 @@ mod tests {
         }
         let again = dir.identity_keys().unwrap();
         assert_eq!(again.index.expose(), keys.index.expose(), "made once");
+        assert_eq!(again.subject.expose(), keys.subject.expose(), "made once");
 
         assert_eq!(dir.rotate_vault_master().unwrap(), 2);
         assert!(!dir.root().join("identity/master-1.key").exists());
@@ -199,6 +218,18 @@ mod tests {
             &*newer.vault.open_record(&holder, &sealed).unwrap(),
             b"attributes"
         );
+    }
+
+    #[test]
+    fn a_directory_from_before_pairwise_subjects_gains_the_key_once() {
+        let (_temp, dir) = crate::temp_data_dir();
+        let keys = dir.identity_keys().unwrap();
+        std::fs::remove_file(dir.root().join("identity/subject.key")).unwrap();
+        let upgraded = dir.identity_keys().unwrap();
+        assert_eq!(upgraded.index.expose(), keys.index.expose());
+        assert_ne!(upgraded.subject.expose(), keys.subject.expose());
+        let again = dir.identity_keys().unwrap();
+        assert_eq!(again.subject.expose(), upgraded.subject.expose());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   keys/<id>.key.pem     issuer private keys (PKCS#8 PEM, mode 0600), only where this node issues
 //!   credentials.toml      platforms and authorities with keyed hashes of their API keys
 //!   credential.secret     the key of those hashes (mode 0600)
-//!   identity/             the blind index key and the vault's keys (mode 0600, see `identity_keys`)
+//!   identity/             the blind index, pairwise subject and vault keys (mode 0600, see `identity_keys`)
 //! ```
 //!
 //! Files change only by atomic replacement (write, fsync, rename, fsync the directory), under an
@@ -49,7 +49,8 @@ mod keys;
 
 pub use credentials::{
     AGENT_PREFIX, AUTHORITY_PREFIX, AuthorityEntry, CredentialsFile, KEY_ID_LEN, PLATFORM_PREFIX,
-    PlatformEntry, PrincipalKind, Scope, StoredKey, decode_id, hash_key, parse_api_key,
+    PlatformEntry, PrincipalKind, Scope, StoredKey, WebNumberEntitlement, decode_id, hash_key,
+    parse_api_key,
 };
 pub use error::Error;
 pub use identity::IdentityKeys;

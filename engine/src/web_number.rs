@@ -33,6 +33,9 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub struct WebNumber([u8; WEB_NUMBER_LEN]);
 
 impl WebNumber {
+    /// The alphabet, for identifiers that should read like a Web Number (pairwise subjects).
+    pub const ALPHABET: &'static [u8; 32] = ALPHABET;
+
     /// Draws a new Web Number from the operating system's CSPRNG.
     pub fn generate() -> Result<Self, Error> {
         let mut random = [0u8; WEB_NUMBER_LEN];

@@ -58,6 +58,7 @@ mod holder;
 mod registry;
 mod resident_id;
 mod service;
+mod subject;
 mod vault;
 
 #[cfg(any(test, feature = "contract"))]
@@ -75,4 +76,5 @@ pub use holder::{
 pub use registry::{Enrollment, MemoryRegistry, Registry, check_expected};
 pub use resident_id::{RESIDENT_ID_LEN, ResidentId};
 pub use service::{Enrolled, EnrollmentRequest, IdentityService, IdentityStore, ServiceConfig};
+pub use subject::{PairwiseSubject, SUBJECT_KEY_LEN, SUBJECT_LEN, SubjectKey};
 pub use vault::{KEY_LEN, SealedRecord, Vault, VaultKey, WrappedKey, rewrap};

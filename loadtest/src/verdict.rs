@@ -184,7 +184,7 @@ mod tests {
             (
                 Observed::parse(
                     200,
-                    br#"{"verdict":"valid","web_number":"7K3MQ9XZ2P","assurance":"high","claims":{},"expires_at":1}"#,
+                    br#"{"verdict":"valid","subject":"R78NAE04T4HX1G3NG776","subject_type":"pairwise","assurance":"high","claims":{},"expires_at":1}"#,
                 ),
                 "valid",
             ),

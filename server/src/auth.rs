@@ -35,6 +35,8 @@ pub(crate) struct Platform {
     pub(crate) scopes: Vec<Scope>,
     /// `None` when the platform is unlimited.
     pub(crate) limiter: Option<DefaultDirectRateLimiter>,
+    /// An authority entitled it to Web Numbers; otherwise it gets pairwise subjects.
+    pub(crate) web_number_entitled: bool,
 }
 
 /// Why a presented credential was not accepted. Deliberately coarse: the caller learns only
@@ -102,6 +104,7 @@ impl Credentials {
                 scopes: entry.scopes.clone(),
                 limiter: NonZeroU32::new(rate)
                     .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+                web_number_entitled: entry.web_number.is_some(),
             });
             for stored in &entry.keys {
                 insert(stored, &Principal::Platform(platform.clone()))?;

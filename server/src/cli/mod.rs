@@ -152,6 +152,28 @@ enum PlatformCommand {
         /// Platform id.
         id: PlatformId,
     },
+    /// Record an authority's entitlement of a platform to holders' Web Numbers (by default a
+    /// platform's results name the holder by a pairwise subject of its own). Nodes apply it at
+    /// their next credentials reload.
+    EntitleWebNumber {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Platform id.
+        id: PlatformId,
+        /// The authority granting it (one of `cyberid authority list`).
+        #[arg(long)]
+        authority: String,
+        /// The legal basis it cites, recorded with the entitlement.
+        #[arg(long)]
+        basis: String,
+    },
+    /// Withdraw a platform's entitlement to Web Numbers: pairwise subjects again.
+    WithdrawWebNumber {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Platform id.
+        id: PlatformId,
+    },
     /// List platforms.
     List {
         #[command(flatten)]
@@ -363,10 +385,21 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
             Ok(DataDir::open(&dir.data_dir)?
                 .remove_principal(id.as_str(), PrincipalKind::Platform)?)
         }
+        PlatformCommand::EntitleWebNumber {
+            dir,
+            id,
+            authority,
+            basis,
+        } => {
+            Ok(DataDir::open(&dir.data_dir)?.entitle_web_number(&id, &authority, &basis, now())?)
+        }
+        PlatformCommand::WithdrawWebNumber { dir, id } => {
+            Ok(DataDir::open(&dir.data_dir)?.withdraw_web_number(&id)?)
+        }
         PlatformCommand::List { dir } => {
             println!(
-                "{:<18} {:<14} {:<11} KEY IDS",
-                "PLATFORM", "SCOPES", "RATE LIMIT"
+                "{:<18} {:<14} {:<11} {:<11} KEY IDS",
+                "PLATFORM", "SCOPES", "RATE LIMIT", "SUBJECT"
             );
             for platform in list_credentials(&dir.data_dir)?.platforms {
                 let scopes: Vec<String> = platform
@@ -377,8 +410,12 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
                 let rate = platform
                     .rate_limit
                     .map_or_else(|| "default".to_owned(), |rate| rate.to_string());
+                let subject = match &platform.web_number {
+                    Some(_) => "web_number",
+                    None => "pairwise",
+                };
                 println!(
-                    "{:<18} {:<14} {rate:<11} {}",
+                    "{:<18} {:<14} {rate:<11} {subject:<11} {}",
                     platform.id,
                     scopes.join(","),
                     key_ids(&platform.keys)

@@ -5,6 +5,7 @@
 //! their validation in [`body`].
 
 mod admin;
+mod answer;
 mod body;
 pub(crate) mod client;
 mod identity;
@@ -425,7 +426,8 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
         .await
         .map_err(|error| ApiError::engine(&error, app.config.retry_after_s))?;
     app.metrics.verdict(&verdict);
-    Ok(json(StatusCode::OK, &verdict))
+    let answer = answer::VerifyAnswer::for_platform(&verdict, &platform, &app.subject_key);
+    Ok(json(StatusCode::OK, &answer))
 }
 
 #[derive(Serialize)]

@@ -15,7 +15,7 @@ use self::store::NodeStore;
 use crate::auth::Credentials;
 use crate::{Error, ServeConfig};
 use cyberid_datadir::{DataDir, IdentityKeys, LoadedKey};
-use cyberid_identity::{IdentityService, ServiceConfig};
+use cyberid_identity::{IdentityService, ServiceConfig, SubjectKey};
 
 /// The engine of a node whose store is open. Field order is drop order: the pipeline answers
 /// what it queued before the store closes.
@@ -58,6 +58,9 @@ pub(crate) struct App {
     keys: Arc<KeyRegistry>,
     /// Taken when the store opens, into the identity service.
     identity_keys: std::sync::Mutex<Option<IdentityKeys>>,
+    /// The pairwise subjects' key: every valid answer to a platform not entitled to Web
+    /// Numbers names the holder with it.
+    pub(crate) subject_key: SubjectKey,
     issuer: ArcSwapOption<Issuer>,
     engine: ArcSwapOption<Engine>,
     store_failure: OnceLock<cyberid_engine::Error>,
@@ -79,10 +82,12 @@ impl App {
     /// Reads keys and credentials from the data directory; the store opens separately
     /// ([`App::open_store`]) because it can take seconds.
     pub(crate) fn new(config: ServeConfig, dir: DataDir) -> Result<Self, Error> {
+        let identity_keys = dir.identity_keys()?;
         let app = Self {
             credentials: ArcSwap::from_pointee(Credentials::load(&dir, config.rate_limit)?),
             keys: Arc::new(KeyRegistry::new()),
-            identity_keys: std::sync::Mutex::new(Some(dir.identity_keys()?)),
+            subject_key: identity_keys.subject.clone(),
+            identity_keys: std::sync::Mutex::new(Some(identity_keys)),
             issuer: ArcSwapOption::empty(),
             engine: ArcSwapOption::empty(),
             store_failure: OnceLock::new(),

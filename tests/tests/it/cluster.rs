@@ -9,7 +9,7 @@ mod partition;
 
 use cyberid_engine::WebNumber;
 use cyberid_tests::cluster::{start_cluster, store_url, two_nodes};
-use cyberid_tests::node::{SHOP, verdict};
+use cyberid_tests::node::{SHOP, verdict, verify};
 use hyper::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -39,6 +39,26 @@ async fn two_nodes_share_one_replay_domain_and_one_revocation_set() {
         );
         assert!(verdicts.iter().all(|v| v == "valid" || v == "replayed"));
     }
+
+    // Both nodes name a holder by the same pairwise subject: the subject key is the
+    // deployment's, not a node's.
+    let holder = WebNumber::generate().unwrap();
+    let mut subjects = Vec::new();
+    for node in [&a, &b] {
+        let (status, body) = verify(
+            &mut node.client().await,
+            &shop,
+            &a.certificate(holder, Some(SHOP)),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["subject_type"]),
+            (200, &"pairwise".into()),
+            "{body}"
+        );
+        subjects.push(body["subject"].clone());
+    }
+    assert_eq!(subjects[0], subjects[1]);
 
     // A Web Number suspended through node A is refused by node B.
     let holder = WebNumber::generate().unwrap();

@@ -89,7 +89,8 @@ async fn an_adult_and_a_child_enroll_and_their_certificates_verify() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(verdict["verdict"], "valid", "{verdict}");
-    assert_eq!(verdict["web_number"], parent_number.to_string());
+    assert_eq!(verdict["subject_type"], "pairwise", "{verdict}");
+    assert!(!verdict.to_string().contains(parent_number.as_str()));
     assert_eq!(verdict["claims"]["age"], "adult", "{verdict}");
 
     // A child under 14 needs the guardian's consent, signed on the guardian's phone.

@@ -13,3 +13,4 @@ mod protocol_vectors;
 mod server;
 mod server_process;
 mod sm2_differential;
+mod subjects;

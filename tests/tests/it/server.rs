@@ -45,9 +45,17 @@ async fn every_verdict_over_http() {
         .collect();
     assert_eq!(
         fields,
-        ["assurance", "claims", "expires_at", "verdict", "web_number"]
+        [
+            "assurance",
+            "claims",
+            "expires_at",
+            "subject",
+            "subject_type",
+            "verdict"
+        ]
     );
-    assert_eq!(body["web_number"], person.to_string());
+    assert_eq!(body["subject_type"], "pairwise");
+    assert!(!body.to_string().contains(person.as_str()));
     assert_eq!(body["claims"]["age"], "adult");
 
     assert_eq!(verdict(&mut client, &shop, &text).await, "replayed");

@@ -326,11 +326,21 @@ async fn the_issue_endpoint_is_a_named_role_with_documented_codes() {
     )
     .await;
     assert_eq!(status, 200);
+    // The holder is named by the shop's pairwise subject, derived as protocol.md §11 says
+    // under the node's subject key.
+    let subject_key = cyberid::DataDir::open(node.dir.path())
+        .unwrap()
+        .identity_keys()
+        .unwrap()
+        .subject;
+    let holder: WebNumber = "7K3MQ9XZ2P".parse().unwrap();
+    let subject = subject_key.subject(&SHOP.parse().unwrap(), &holder);
     assert_eq!(
         verified,
         json!({
             "verdict": "valid",
-            "web_number": "7K3MQ9XZ2P",
+            "subject": subject.as_str(),
+            "subject_type": "pairwise",
             "assurance": "substantial",
             "claims": {},
             "expires_at": issued["expires_at"],

@@ -1,0 +1,132 @@
+//! What a platform receives for a verification: the engine's verdict, with the holder named
+//! the way this platform may know them (protocol.md §11).
+//!
+//! The engine's [`Verdict`] carries the Web Number; it never goes out as is. A platform an
+//! authority entitled to Web Numbers gets it; every other platform gets its pairwise subject,
+//! stable for that platform and unlinkable across platforms.
+
+use cyberid_engine::{Assurance, Claims, Reason, Verdict, WebNumber};
+use cyberid_identity::{PairwiseSubject, SubjectKey};
+use serde::Serialize;
+
+use crate::auth::Platform;
+
+/// How a result names the holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Subject {
+    Pairwise(PairwiseSubject),
+    WebNumber(WebNumber),
+}
+
+impl Subject {
+    fn kind(self) -> &'static str {
+        match self {
+            Subject::Pairwise(_) => "pairwise",
+            Subject::WebNumber(_) => "web_number",
+        }
+    }
+}
+
+/// The body of a `200` answer to `POST /v1/verifications`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub(crate) enum VerifyAnswer {
+    Valid {
+        subject: Subject,
+        subject_type: &'static str,
+        assurance: Assurance,
+        claims: Claims,
+        expires_at: u64,
+    },
+    Invalid {
+        reason: Reason,
+    },
+}
+
+impl VerifyAnswer {
+    /// The answer for `platform`: an invalid verdict names nobody; a valid one names the holder
+    /// by what the platform is entitled to.
+    pub(crate) fn for_platform(verdict: &Verdict, platform: &Platform, key: &SubjectKey) -> Self {
+        match verdict {
+            Verdict::Invalid { reason } => VerifyAnswer::Invalid { reason: *reason },
+            Verdict::Valid(verified) => {
+                let subject = if platform.web_number_entitled {
+                    Subject::WebNumber(verified.web_number)
+                } else {
+                    Subject::Pairwise(key.subject(&platform.id, &verified.web_number))
+                };
+                VerifyAnswer::Valid {
+                    subject,
+                    subject_type: subject.kind(),
+                    assurance: verified.assurance,
+                    claims: verified.claims,
+                    expires_at: verified.expires_at,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cyberid_engine::{AgeBracket, Verified};
+    use serde_json::json;
+
+    use super::*;
+
+    fn platform(entitled: bool) -> Platform {
+        Platform {
+            id: "shop.example".parse().unwrap(),
+            scopes: vec![],
+            limiter: None,
+            web_number_entitled: entitled,
+        }
+    }
+
+    fn valid(holder: WebNumber) -> Verdict {
+        Verdict::Valid(Verified {
+            web_number: holder,
+            assurance: Assurance::High,
+            claims: Claims {
+                age: Some(AgeBracket::Adult),
+            },
+            expires_at: 7,
+        })
+    }
+
+    #[test]
+    fn a_platform_gets_its_pairwise_subject_unless_entitled() {
+        let key = SubjectKey::from_bytes(&[2; 32]).unwrap();
+        let holder: WebNumber = "7K3MQ9XZ2P".parse().unwrap();
+        let pairwise = serde_json::to_value(VerifyAnswer::for_platform(
+            &valid(holder),
+            &platform(false),
+            &key,
+        ))
+        .unwrap();
+        assert_eq!(
+            pairwise,
+            json!({
+                "verdict": "valid", "subject": "R78NAE04T4HX1G3NG776", "subject_type": "pairwise",
+                "assurance": "high", "claims": { "age": "adult" }, "expires_at": 7,
+            })
+        );
+        let entitled = serde_json::to_value(VerifyAnswer::for_platform(
+            &valid(holder),
+            &platform(true),
+            &key,
+        ))
+        .unwrap();
+        assert_eq!(entitled["subject"], "7K3MQ9XZ2P");
+        assert_eq!(entitled["subject_type"], "web_number");
+        let invalid = Verdict::Invalid {
+            reason: Reason::Replayed,
+        };
+        assert_eq!(
+            serde_json::to_value(VerifyAnswer::for_platform(&invalid, &platform(true), &key))
+                .unwrap(),
+            json!({ "verdict": "invalid", "reason": "replayed" })
+        );
+    }
+}
