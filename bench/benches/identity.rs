@@ -1,0 +1,181 @@
+//! The issuing side (issue #15): a holder-signed issuance on one core against the sm2 crate's
+//! sign-only rate measured in the same run (the goal: at least half of it), the device
+//! signature on the table-free fast path against the sm2 crate, and enrollments, on in-memory
+//! stores (CPU) and on RocksDB (one synced write each).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use cyberid_engine::{
+    Issuer, IssuerPolicy, IssuerSigningKey, ManualClock, MemoryNonceStore, MemoryRevocationSet,
+    NonceStore,
+};
+use cyberid_identity::{
+    DeviceSigningKey, Disclose, DocumentFields, EnrollmentRequest, HolderRequest, IdentityService,
+    IdentityStore, IndexKey, MemoryRegistry, ResidentId, ServiceConfig, Vault, VaultKey,
+};
+use cyberid_store_rocksdb::{DurableStore, StoreOptions};
+
+/// 2026-12-01 12:00 in Beijing.
+const NOW: u64 = 1_796_097_600;
+
+fn vault() -> Vault {
+    let master = VaultKey::generate(1).expect("rng");
+    Vault::open(
+        &master,
+        &[master
+            .wrap(&VaultKey::generate(1).expect("rng"))
+            .expect("wrap")],
+    )
+    .expect("vault")
+}
+
+fn new_service(store: Arc<dyn IdentityStore>, nonces: Arc<dyn NonceStore>) -> IdentityService {
+    IdentityService::new(
+        store,
+        nonces,
+        Arc::new(vault()),
+        IndexKey::generate().expect("rng"),
+        ServiceConfig::default(),
+    )
+}
+
+fn memory_service() -> IdentityService {
+    new_service(
+        Arc::new(MemoryRegistry::new(MemoryRevocationSet::new())),
+        Arc::new(MemoryNonceStore::new(NOW - 3600)),
+    )
+}
+
+/// A new adult's enrollment: a valid synthetic identity number (distinct for each `serial`
+/// below 16.8 million) and a fresh device key.
+fn enrollment(serial: u64) -> (EnrollmentRequest, DeviceSigningKey) {
+    let year = 1950 + (serial / 336_000) % 50;
+    let month = 1 + (serial / 28_000) % 12;
+    let day = 1 + (serial / 1000) % 28;
+    let digits = format!("110105{year:04}{month:02}{day:02}{:03}", serial % 1000);
+    let seventeen: [u8; 17] = digits.as_bytes().try_into().expect("17 digits");
+    let check = ResidentId::check_character(&seventeen) as char;
+    let document: DocumentFields = serde_json::from_value(serde_json::json!({
+        "name": "张伟",
+        "resident_id": format!("{digits}{check}"),
+        "birth_date": format!("{year:04}-{month:02}-{day:02}"),
+        "valid_from": "2020-01-01",
+    }))
+    .expect("document");
+    let device = DeviceSigningKey::generate().expect("rng");
+    let request = EnrollmentRequest {
+        document,
+        device_key: device.public_key().to_spki_pem().expect("pem"),
+        guardian_consent: None,
+    };
+    (request, device)
+}
+
+fn signatures(c: &mut Criterion) {
+    let issuer = IssuerSigningKey::generate().expect("rng");
+    let message = [0x5au8; 63];
+    let mut group = c.benchmark_group("identity/reference");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sm2_crate_sign", |b| {
+        b.iter(|| issuer.sign(black_box(&message)).expect("sign"))
+    });
+    group.finish();
+
+    let device = DeviceSigningKey::generate().expect("rng");
+    let signature = device.sign(&message).expect("sign");
+    let public = device.public_key();
+    let general =
+        cyberid_engine::IssuerPublicKey::from_sec1_bytes(&public.to_sec1_bytes()).expect("key");
+    let mut group = c.benchmark_group("identity/device_signature");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("once_path", |b| {
+        b.iter(|| {
+            public
+                .verify(black_box(&message), black_box(&signature))
+                .expect("valid")
+        })
+    });
+    group.bench_function("general_path_sm2_crate", |b| {
+        b.iter(|| assert!(general.verify_general(black_box(&message), black_box(&signature))))
+    });
+    group.finish();
+}
+
+fn issuance(c: &mut Criterion) {
+    let issuer = Issuer::new(
+        IssuerSigningKey::generate().expect("rng"),
+        IssuerPolicy::default(),
+    )
+    .expect("issuer");
+    let service = memory_service();
+    let (request, phone) = enrollment(1);
+    let holder = service
+        .enroll(request, "agent", NOW)
+        .expect("enroll")
+        .web_number;
+
+    let mut group = c.benchmark_group("identity/issue_holder_signed");
+    group.throughput(Throughput::Elements(1));
+    // The phone's signature is made in setup: it is the holder's cost, not the service's.
+    group.bench_function("memory_stores", |b| {
+        b.iter_batched(
+            || {
+                HolderRequest::new(holder, Disclose::Age, NOW)
+                    .expect("request")
+                    .sign(&phone)
+                    .expect("sign")
+            },
+            |signed| service.issue(&signed, &issuer, NOW).expect("issue"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn enrollments(c: &mut Criterion) {
+    let mut group = c.benchmark_group("identity/enroll");
+    group.throughput(Throughput::Elements(1));
+    let service = memory_service();
+    let mut serial = 0u64;
+    group.bench_function("memory_stores", |b| {
+        b.iter_batched(
+            || {
+                serial += 1;
+                enrollment(serial).0
+            },
+            |request| service.enroll(request, "agent", NOW).expect("enroll"),
+            BatchSize::SmallInput,
+        )
+    });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        DurableStore::open(
+            dir.path(),
+            StoreOptions {
+                history_begins: Some(NOW - 3600),
+                ..StoreOptions::default()
+            },
+            Arc::new(ManualClock::new(NOW)),
+        )
+        .expect("store"),
+    );
+    let durable = new_service(store.clone(), store);
+    let mut serial = 1_000_000u64;
+    group.bench_function("rocksdb_synced", |b| {
+        b.iter_batched(
+            || {
+                serial += 1;
+                enrollment(serial).0
+            },
+            |request| durable.enroll(request, "agent", NOW).expect("enroll"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, signatures, issuance, enrollments);
+criterion_main!(benches);
