@@ -20,5 +20,5 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 echo "== $(openssl version), $(rustc --version)"
 reference before
 echo "== cargo bench -p cyberid-bench $*"
-cargo bench -p cyberid -p cyberid-loadtest -p cyberid-bench --bench sm2 --bench certificate --bench stores -- "$@"
+cargo bench -p cyberid -p cyberid-loadtest -p cyberid-bench --bench sm2 --bench certificate --bench stores --bench identity -- "$@"
 reference after

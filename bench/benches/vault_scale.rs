@@ -2,8 +2,10 @@
 //! one synced write: blind index, sealed record, device key, audit record) from several
 //! concurrent agents, and the bytes on disk per enrolled person, extrapolated to 1.4 billion.
 //!
-//! Run: `cargo run --release -p cyberid-bench --bin vault_scale -- [count] [threads]`
-//! (defaults: 200,000 enrollments from 8 threads). Device keys are drawn from a pool of 64:
+//! Run (a bench target without criterion, so that it shares the benches' release build of
+//! RocksDB): `VAULT_SCALE_COUNT=200000 VAULT_SCALE_THREADS=8 cargo bench -p cyberid
+//! -p cyberid-loadtest -p cyberid-bench --bench vault_scale` (defaults: 200,000 enrollments
+//! from 8 threads). Device keys are drawn from a pool of 64:
 //! generating one per person would measure the phones, not the service, and a stored device
 //! key is the same 65 bytes whichever it is.
 
@@ -55,10 +57,11 @@ fn bytes_under(path: &std::path::Path) -> std::io::Result<u64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let count: u64 = std::env::args()
-        .nth(1)
-        .map_or(Ok(200_000), |arg| arg.parse())?;
-    let threads: u64 = std::env::args().nth(2).map_or(Ok(8), |arg| arg.parse())?;
+    let setting = |name: &str, default: u64| -> Result<u64, Box<dyn std::error::Error>> {
+        Ok(std::env::var(name).map_or(Ok(default), |value| value.parse())?)
+    };
+    let count = setting("VAULT_SCALE_COUNT", 200_000)?;
+    let threads = setting("VAULT_SCALE_THREADS", 8)?;
     let temp = tempfile::tempdir()?;
     let path = temp.path().join("store");
     let store = Arc::new(DurableStore::open(
