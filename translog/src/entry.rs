@@ -202,6 +202,21 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_vector_holds() {
+        // protocol.md §12, computed independently with Python's hashlib SM3 (OpenSSL).
+        let entry = entry();
+        assert_eq!(
+            hex::encode(entry.encode()),
+            "01000001a22ee6b07b0c73686f702e6578616d706c6500000000374b334d5139585a3250\
+             42424242424242424242424242424242000000"
+        );
+        assert_eq!(
+            entry.commitment(&[7; 16]).to_hex(),
+            "16d55e2c58ec955b707a9df786c6995465e0ce3747cdae7e7081b4ca44524be3"
+        );
+    }
+
+    #[test]
     fn non_canonical_entries_are_refused() {
         let good = entry().encode();
         let mut cases = Vec::new();

@@ -1,7 +1,7 @@
 //! Signed tree heads: the log operator's statement "the log held `size` entries with this
 //! root at this time", SM2-signed so that a head shown to one party can be shown to anyone.
 //!
-//! Signed bytes (59 in all): the ASCII tag `CYBERID-TREE-HEAD-1` (19 bytes), the size (u64
+//! Signed bytes (67 in all): the ASCII tag `CYBERID-TREE-HEAD-1` (19 bytes), the size (u64
 //! big-endian), the timestamp (Unix milliseconds, u64 big-endian), the root (32 bytes); SM2
 //! with the default ID `1234567812345678`, the signature as `r || s` (64 bytes).
 

@@ -512,6 +512,42 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_vectors_hold() {
+        // protocol.md §12, computed by an independent implementation of RFC 9162's recursive
+        // definitions (Python, hashlib's SM3 from OpenSSL): leaves are the bytes 0, 1, ..., 6.
+        let mut tree = MemoryTree::new();
+        for leaf in 0..7u8 {
+            tree.push(&[leaf]);
+        }
+        let hex = |hashes: Vec<Hash>| hashes.iter().map(Hash::to_hex).collect::<Vec<_>>();
+        assert_eq!(
+            tree.root().to_hex(),
+            "a277130053cebb4f5cccfd9cbe98c6a0ba732dce3a481f1d7c7f40f67f8449fc"
+        );
+        assert_eq!(
+            root(&tree, 3).unwrap().to_hex(),
+            "8d9a0a05b4b675d107412b72426a3e29940c28e8d847718f0d42dbaf0feb7a1c"
+        );
+        assert_eq!(
+            hex(inclusion_proof(&tree, 4, 7).unwrap()),
+            [
+                "a9b6413e3fd2b0eac5f8e0fe9090ca4426cfcc8de3689aee037c591ccb35ca8e",
+                "fcbd0630a2ae2a05645366091725e8fc52e71d2a8570152490964a8464467aeb",
+                "6766eb4bbd91258f2904a956eb4646cb35e3e904f766bb8e6e6dcd9815427348",
+            ]
+        );
+        assert_eq!(
+            hex(consistency_proof(&tree, 3, 7).unwrap()),
+            [
+                "3427bdb3e4e59eb05e2c2bccaa82155ee0c36b300800a1279bf141f2370a735f",
+                "92f841c758cf8592816e2ba2193b9a3a07cfdc768d2b3046c835223393344fb0",
+                "a2aeb70489c194c619e9183b17f213bb90d739f2a0d966b1ec6f7be9602723e4",
+                "5625fb54de80975460942a44359dad89b8670cf36e771edb783bf8bfaf238760",
+            ]
+        );
+    }
+
+    #[test]
     fn the_empty_root_is_sm3_of_nothing() {
         // GB/T 32905's hash of the empty string, as OpenSSL computes it (`openssl dgst -sm3
         // /dev/null`).
