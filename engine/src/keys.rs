@@ -246,14 +246,9 @@ impl IssuerPublicKey {
     /// milliseconds) would cost more than it saves. `[s]G` uses G's shared table, `[t]P` a
     /// width-5 NAF. Checked against [`verify_general`](Self::verify_general) like the fast path.
     pub fn verify_once(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let point = self.verifier.to_sec1_bytes();
-        let key = point.get(1..33).zip(point.get(33..65)).and_then(|(x, y)| {
-            UnpreparedKey::new(
-                DEFAULT_SM2_ID.as_bytes(),
-                x.try_into().ok()?,
-                y.try_into().ok()?,
-            )
-        });
+        let key = self
+            .coordinates()
+            .and_then(|(x, y)| UnpreparedKey::new(DEFAULT_SM2_ID.as_bytes(), &x, &y));
         match key {
             Some(key) => key.verify(message, signature),
             None => self.verify_general(message, signature),
@@ -269,12 +264,19 @@ impl IssuerPublicKey {
     fn prepared(&self) -> Option<&PreparedKey> {
         self.fast
             .get_or_init(|| {
-                let point = self.verifier.to_sec1_bytes();
-                let x = point.get(1..33)?.try_into().ok()?;
-                let y = point.get(33..65)?.try_into().ok()?;
-                PreparedKey::new(DEFAULT_SM2_ID.as_bytes(), x, y)
+                let (x, y) = self.coordinates()?;
+                PreparedKey::new(DEFAULT_SM2_ID.as_bytes(), &x, &y)
             })
             .as_ref()
+    }
+
+    /// The point's affine coordinates, big-endian, for the fast paths.
+    fn coordinates(&self) -> Option<([u8; 32], [u8; 32])> {
+        let point = self.verifier.to_sec1_bytes();
+        Some((
+            point.get(1..33)?.try_into().ok()?,
+            point.get(33..65)?.try_into().ok()?,
+        ))
     }
 }
 

@@ -190,6 +190,61 @@ fn subproof<S: Subtrees + ?Sized>(
     Ok(())
 }
 
+/// Which proof a [`walk`] checks, for its error messages.
+#[derive(Clone, Copy)]
+enum ProofKind {
+    Inclusion,
+    Consistency,
+}
+
+impl ProofKind {
+    fn too_long(self) -> Error {
+        Error::BadProof(match self {
+            ProofKind::Inclusion => "the inclusion proof is too long",
+            ProofKind::Consistency => "the consistency proof is too long",
+        })
+    }
+
+    fn too_short(self) -> Error {
+        Error::BadProof(match self {
+            ProofKind::Inclusion => "the inclusion proof is too short",
+            ProofKind::Consistency => "the consistency proof is too short",
+        })
+    }
+}
+
+/// The index walk both RFC 9162 verifications share (§2.1.3.2 and §2.1.4.2 from their step
+/// "for each value in the path"): `fn_` and `sn` are the node's index and the last index at
+/// the current level; `combine(hash, left)` is told whether the proof's hash is the left
+/// sibling. The proof must end exactly at the root level.
+fn walk(
+    mut fn_: u64,
+    mut sn: u64,
+    proof: &[Hash],
+    kind: ProofKind,
+    mut combine: impl FnMut(&Hash, bool),
+) -> Result<(), Error> {
+    for hash in proof {
+        if sn == 0 {
+            return Err(kind.too_long());
+        }
+        let left = fn_ & 1 == 1 || fn_ == sn;
+        combine(hash, left);
+        if left && fn_ & 1 == 0 {
+            while fn_ & 1 == 0 && fn_ != 0 {
+                fn_ >>= 1;
+                sn >>= 1;
+            }
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    if sn != 0 {
+        return Err(kind.too_short());
+    }
+    Ok(())
+}
+
 /// Checks an inclusion proof (RFC 9162 §2.1.3.2): leaf `index` with hash `leaf` is in the tree
 /// of `size` leaves whose root is `root`.
 pub fn verify_inclusion(
@@ -202,29 +257,14 @@ pub fn verify_inclusion(
     if index >= size {
         return Err(Error::OutOfRange { index, size });
     }
-    let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf;
-    for p in proof {
-        if sn == 0 {
-            return Err(Error::BadProof("the inclusion proof is too long"));
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
+    walk(index, size - 1, proof, ProofKind::Inclusion, |p, left| {
+        r = if left {
+            node_hash(p, &r)
         } else {
-            r = node_hash(&r, p);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    if sn != 0 {
-        return Err(Error::BadProof("the inclusion proof is too short"));
-    }
+            node_hash(&r, p)
+        };
+    })?;
     if r != *root {
         return Err(Error::BadProof("the inclusion proof leads to another root"));
     }
@@ -274,28 +314,14 @@ pub fn verify_consistency(
         sn >>= 1;
     }
     let (mut fr, mut sr) = (*first, *first);
-    for c in rest {
-        if sn == 0 {
-            return Err(Error::BadProof("the consistency proof is too long"));
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
+    walk(fn_, sn, rest, ProofKind::Consistency, |c, left| {
+        if left {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    if sn != 0 {
-        return Err(Error::BadProof("the consistency proof is too short"));
-    }
+    })?;
     if fr != *old_root || sr != *new_root {
         return Err(Error::BadProof(
             "the consistency proof leads to other roots",

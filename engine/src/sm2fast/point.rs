@@ -260,24 +260,25 @@ fn batch_to_affine(points: &[Jacobian]) -> Vec<Affine> {
     affine
 }
 
+/// `k * Q` by plain double-and-add: the reference the comb and the NAF are tested against.
+#[cfg(test)]
+pub(crate) fn double_and_add(point: &Affine, scalar: &[u8; 32]) -> Option<Affine> {
+    let mut accumulator = Jacobian::INFINITY;
+    for byte in scalar {
+        for bit in (0..8).rev() {
+            accumulator = accumulator.double();
+            if byte >> bit & 1 == 1 {
+                accumulator = accumulator.add_affine(point);
+            }
+        }
+    }
+    accumulator.to_affine()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// `k * Q` by plain double-and-add, the reference for the comb.
-    fn double_and_add(point: &Affine, scalar: &[u8; 32]) -> Option<Affine> {
-        let mut accumulator = Jacobian::INFINITY;
-        for byte in scalar {
-            for bit in (0..8).rev() {
-                accumulator = accumulator.double();
-                if byte >> bit & 1 == 1 {
-                    accumulator = accumulator.add_affine(point);
-                }
-            }
-        }
-        accumulator.to_affine()
-    }
 
     fn comb(table: &FixedBaseTable, scalar: &[u8; 32]) -> Option<Affine> {
         table.accumulate(Jacobian::INFINITY, scalar).to_affine()

@@ -111,10 +111,9 @@ pub(crate) fn multiply(point: &Affine, scalar: &[u8; 32]) -> Jacobian {
     for index in 1..ODD_MULTIPLES {
         odd[index] = odd[index - 1].add(&twice);
     }
-    let digits = naf(scalar);
-    let top = digits.iter().rposition(|&digit| digit != 0);
     let mut accumulator = Jacobian::INFINITY;
-    for &digit in digits[..top.map_or(0, |top| top + 1)].iter().rev() {
+    // Leading zero digits double the point at infinity, which returns at once.
+    for &digit in naf(scalar).iter().rev() {
         accumulator = accumulator.double();
         if digit > 0 {
             accumulator = accumulator.add(&odd[(digit as usize) / 2]);
@@ -130,20 +129,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    /// `k * Q` by plain double-and-add with mixed additions: the reference.
-    fn double_and_add(point: &Affine, scalar: &[u8; 32]) -> Option<Affine> {
-        let mut accumulator = Jacobian::INFINITY;
-        for byte in scalar {
-            for bit in (0..8).rev() {
-                accumulator = accumulator.double();
-                if byte >> bit & 1 == 1 {
-                    accumulator = accumulator.add_affine(point);
-                }
-            }
-        }
-        accumulator.to_affine()
-    }
+    use crate::sm2fast::point::double_and_add;
 
     fn naf_value(digits: &[i8; 257]) -> Vec<i128> {
         // The digits' weighted sum, as 64-bit chunks would be awkward: compare against the
