@@ -7,18 +7,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use cyberid_bench::{ISSUING_NOW as NOW, identity_store, synthetic_document};
 use cyberid_engine::{
-    Issuer, IssuerPolicy, IssuerSigningKey, ManualClock, MemoryNonceStore, MemoryRevocationSet,
-    NonceStore,
+    Issuer, IssuerPolicy, IssuerSigningKey, MemoryNonceStore, MemoryRevocationSet, NonceStore,
 };
 use cyberid_identity::{
-    DeviceSigningKey, Disclose, DocumentFields, EnrollmentRequest, HolderRequest, IdentityService,
-    IdentityStore, IndexKey, MemoryRegistry, ResidentId, ServiceConfig, Vault, VaultKey,
+    DeviceSigningKey, Disclose, EnrollmentRequest, HolderRequest, IdentityService, IdentityStore,
+    IndexKey, MemoryRegistry, ServiceConfig, Vault, VaultKey,
 };
-use cyberid_store_rocksdb::{DurableStore, StoreOptions};
-
-/// 2026-12-01 12:00 in Beijing.
-const NOW: u64 = 1_796_097_600;
 
 fn vault() -> Vault {
     let master = VaultKey::generate(1).expect("rng");
@@ -48,25 +44,11 @@ fn memory_service() -> IdentityService {
     )
 }
 
-/// A new adult's enrollment: a valid synthetic identity number (distinct for each `serial`
-/// below 16.8 million) and a fresh device key.
+/// A new adult's enrollment ([`synthetic_document`]) and a fresh device key.
 fn enrollment(serial: u64) -> (EnrollmentRequest, DeviceSigningKey) {
-    let year = 1950 + (serial / 336_000) % 50;
-    let month = 1 + (serial / 28_000) % 12;
-    let day = 1 + (serial / 1000) % 28;
-    let digits = format!("110105{year:04}{month:02}{day:02}{:03}", serial % 1000);
-    let seventeen: [u8; 17] = digits.as_bytes().try_into().expect("17 digits");
-    let check = ResidentId::check_character(&seventeen) as char;
-    let document: DocumentFields = serde_json::from_value(serde_json::json!({
-        "name": "张伟",
-        "resident_id": format!("{digits}{check}"),
-        "birth_date": format!("{year:04}-{month:02}-{day:02}"),
-        "valid_from": "2020-01-01",
-    }))
-    .expect("document");
     let device = DeviceSigningKey::generate().expect("rng");
     let request = EnrollmentRequest {
-        document,
+        document: synthetic_document(serial),
         device_key: device.public_key().to_spki_pem().expect("pem"),
         guardian_consent: None,
     };
@@ -134,12 +116,16 @@ fn issuance(c: &mut Criterion) {
     group.finish();
 }
 
-fn enrollments(c: &mut Criterion) {
-    let mut group = c.benchmark_group("identity/enroll");
-    group.throughput(Throughput::Elements(1));
-    let service = memory_service();
-    let mut serial = 0u64;
-    group.bench_function("memory_stores", |b| {
+/// Enrollments of new people (serials from `first`) through `service`; the enrollment request
+/// with its device key is made in setup, as the holder's phone makes it.
+fn bench_enroll(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    service: &IdentityService,
+    first: u64,
+) {
+    let mut serial = first;
+    group.bench_function(name, |b| {
         b.iter_batched(
             || {
                 serial += 1;
@@ -149,31 +135,20 @@ fn enrollments(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+}
 
+fn enrollments(c: &mut Criterion) {
+    let mut group = c.benchmark_group("identity/enroll");
+    group.throughput(Throughput::Elements(1));
+    bench_enroll(&mut group, "memory_stores", &memory_service(), 0);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(
-        DurableStore::open(
-            dir.path(),
-            StoreOptions {
-                history_begins: Some(NOW - 3600),
-                ..StoreOptions::default()
-            },
-            Arc::new(ManualClock::new(NOW)),
-        )
-        .expect("store"),
+    let store = identity_store(dir.path());
+    bench_enroll(
+        &mut group,
+        "rocksdb_synced",
+        &new_service(store.clone(), store),
+        1_000_000,
     );
-    let durable = new_service(store.clone(), store);
-    let mut serial = 1_000_000u64;
-    group.bench_function("rocksdb_synced", |b| {
-        b.iter_batched(
-            || {
-                serial += 1;
-                enrollment(serial).0
-            },
-            |request| durable.enroll(request, "agent", NOW).expect("enroll"),
-            BatchSize::SmallInput,
-        )
-    });
     group.finish();
 }
 

@@ -13,34 +13,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use cyberid_engine::ManualClock;
+use cyberid_bench::{ISSUING_NOW, identity_store, synthetic_document};
 use cyberid_identity::{
-    DeviceSigningKey, DocumentFields, EnrollmentRequest, IdentityService, IndexKey, ResidentId,
-    ServiceConfig, Vault, VaultKey,
+    DeviceSigningKey, EnrollmentRequest, IdentityService, IndexKey, ServiceConfig, Vault, VaultKey,
 };
-use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 
-/// 2026-12-01 12:00 in Beijing.
-const NOW: u64 = 1_796_097_600;
 /// People of the national plan.
 const NATIONAL: f64 = 1.4e9;
-
-/// A valid synthetic identity document, distinct for each `serial` below 16.8 million.
-fn document(serial: u64) -> DocumentFields {
-    let year = 1950 + (serial / 336_000) % 50;
-    let month = 1 + (serial / 28_000) % 12;
-    let day = 1 + (serial / 1000) % 28;
-    let digits = format!("110105{year:04}{month:02}{day:02}{:03}", serial % 1000);
-    let seventeen: [u8; 17] = digits.as_bytes().try_into().expect("17 digits");
-    let check = ResidentId::check_character(&seventeen) as char;
-    serde_json::from_value(serde_json::json!({
-        "name": "欧阳明华",
-        "resident_id": format!("{digits}{check}"),
-        "birth_date": format!("{year:04}-{month:02}-{day:02}"),
-        "valid_from": "2020-01-01",
-    }))
-    .expect("document")
-}
 
 fn bytes_under(path: &std::path::Path) -> std::io::Result<u64> {
     let mut total = 0;
@@ -64,14 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads = setting("VAULT_SCALE_THREADS", 8)?;
     let temp = tempfile::tempdir()?;
     let path = temp.path().join("store");
-    let store = Arc::new(DurableStore::open(
-        &path,
-        StoreOptions {
-            history_begins: Some(NOW - 3600),
-            ..StoreOptions::default()
-        },
-        Arc::new(ManualClock::new(NOW)),
-    )?);
+    let store = identity_store(&path);
     let master = VaultKey::generate(1)?;
     let vault = Vault::open(&master, &[master.wrap(&VaultKey::generate(1)?)?])?;
     let service = IdentityService::new(
@@ -100,11 +72,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         return;
                     }
                     let request = EnrollmentRequest {
-                        document: document(serial),
+                        document: synthetic_document(serial),
                         device_key: devices[(serial % 64) as usize].clone(),
                         guardian_consent: None,
                     };
-                    let enrolled = service.enroll(request, "agent", NOW).expect("enroll");
+                    let enrolled = service
+                        .enroll(request, "agent", ISSUING_NOW)
+                        .expect("enroll");
                     assert!(!enrolled.re_enrolled, "serial {serial} enrolled twice");
                 }
             });

@@ -100,3 +100,40 @@ pub fn resident_bytes() -> u64 {
         .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
 }
+
+/// 2026-12-01 12:00 in Beijing: the clock of the issuing-side benches.
+pub const ISSUING_NOW: u64 = 1_796_097_600;
+
+/// A valid synthetic adult's identity document, distinct for each `serial` below 16.8 million:
+/// region 110105, a birth date from 1950 to 1999, a sequence, and GB 11643's check character.
+pub fn synthetic_document(serial: u64) -> cyberid_identity::DocumentFields {
+    let year = 1950 + (serial / 336_000) % 50;
+    let month = 1 + (serial / 28_000) % 12;
+    let day = 1 + (serial / 1000) % 28;
+    let digits = format!("110105{year:04}{month:02}{day:02}{:03}", serial % 1000);
+    let seventeen: [u8; 17] = digits.as_bytes().try_into().expect("17 digits");
+    let check = cyberid_identity::ResidentId::check_character(&seventeen) as char;
+    serde_json::from_value(serde_json::json!({
+        "name": "欧阳明华",
+        "resident_id": format!("{digits}{check}"),
+        "birth_date": format!("{year:04}-{month:02}-{day:02}"),
+        "valid_from": "2020-01-01",
+    }))
+    .expect("document")
+}
+
+/// The embedded store in `path`, on a clock fixed at [`ISSUING_NOW`], its history begun an hour
+/// earlier: what the issuing-side benches enroll into.
+pub fn identity_store(path: &std::path::Path) -> Arc<cyberid_store_rocksdb::DurableStore> {
+    Arc::new(
+        cyberid_store_rocksdb::DurableStore::open(
+            path,
+            cyberid_store_rocksdb::StoreOptions {
+                history_begins: Some(ISSUING_NOW - 3600),
+                ..cyberid_store_rocksdb::StoreOptions::default()
+            },
+            Arc::new(cyberid_engine::ManualClock::new(ISSUING_NOW)),
+        )
+        .expect("store"),
+    )
+}
