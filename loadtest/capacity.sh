@@ -157,7 +157,7 @@ row() {
     if [[ $node_flags == *@etcd* ]]; then
         start_etcd
         # A deployment of its own per row: a fresh prefix, history an hour back.
-        store=(--store "etcd://$etcd_hosts/capacity/$(date +%s%N)"
+        store=(--store "etcd://$etcd_hosts/capacity/$(date +%s%N)" --auth-log false
             --etcd-history-begins $(($(date +%s) - 3600)))
     fi
     # shellcheck disable=SC2086 # the flags are words

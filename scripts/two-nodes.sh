@@ -49,7 +49,7 @@ start() {
         port=8081
         [ "$node" = b ] && port=8082
         nohup "$bin" serve --data-dir "$dir/$node" --listen "127.0.0.1:$port" --log warn \
-            --store "$store" --node-id "node-$node" --issue-endpoint \
+            --store "$store" --auth-log false --node-id "node-$node" --issue-endpoint \
             --etcd-history-begins "$history" \
             </dev/null >"$dir/$node.log" 2>&1 &
         echo $! >"$dir/$node.pid"

@@ -12,6 +12,7 @@
 //!   credentials.toml      platforms and authorities with keyed hashes of their API keys
 //!   credential.secret     the key of those hashes (mode 0600)
 //!   identity/             the blind index, pairwise subject and vault keys (mode 0600, see `identity_keys`)
+//!   log/                  the authentication log's SM2 key (private mode 0600, see `log_key`)
 //! ```
 //!
 //! Files change only by atomic replacement (write, fsync, rename, fsync the directory), under an
@@ -46,6 +47,7 @@ mod credentials;
 mod error;
 mod identity;
 mod keys;
+mod log_key;
 
 pub use credentials::{
     AGENT_PREFIX, AUTHORITY_PREFIX, AuthorityEntry, CredentialsFile, KEY_ID_LEN, PLATFORM_PREFIX,

@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authlog;
 mod base45;
 mod cert;
 mod clock;
@@ -64,6 +65,7 @@ mod store;
 mod verify;
 mod web_number;
 
+pub use authlog::{LogEntry, LogItem, LogOutcome, Receipt};
 pub use cert::{
     AgeBracket, Assurance, CERTIFICATE_LEN, Certificate, CertificateFields, CertificateId, Claims,
     FORMAT_VERSION, TEXT_LEN, TEXT_PREFIX,

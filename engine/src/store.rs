@@ -9,7 +9,7 @@ use dashmap::DashMap;
 
 use crate::nonce_map::{Inserted, NonceMap};
 
-use crate::{CertificateId, Error, KeyId, RequestKey, WebNumber};
+use crate::{CertificateId, Error, KeyId, LogItem, Receipt, RequestKey, WebNumber};
 
 /// Whether a Web Number may currently authenticate.
 #[derive(
@@ -197,6 +197,28 @@ pub trait NonceStore: Send + Sync {
     /// callers and all time, ever gets [`NonceOutcome::Fresh`], and only once the store can
     /// vouch for it (durably, for a durable store). The result has one outcome per claim.
     fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error>;
+
+    /// Whether this store keeps the authentication log ([`consume_logged`](Self::consume_logged)).
+    fn keeps_log(&self) -> bool {
+        false
+    }
+
+    /// Consumes the claims as [`consume_batch`](Self::consume_batch) does and appends the
+    /// batch's log entries in the same durable write, so that logging costs no extra fsync and
+    /// no acknowledged verdict can lack its entry. Each item is finalised with
+    /// [`LogItem::finalise`]; the result has one receipt per item (`None` for an item not
+    /// logged), in order. An `Err` consumes nothing and appends nothing. Stores that keep no
+    /// log refuse with [`Error::Config`].
+    fn consume_logged(
+        &self,
+        claims: &[NonceClaim],
+        log: &[LogItem],
+    ) -> Result<(Vec<NonceOutcome>, Vec<Option<Receipt>>), Error> {
+        let _ = (claims, log);
+        Err(Error::Config(
+            "this nonce store keeps no authentication log",
+        ))
+    }
 
     /// Consumes one nonce.
     fn consume(&self, claim: NonceClaim) -> Result<NonceOutcome, Error> {

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::{
-    Assurance, Certificate, Claims, Error, KeyRegistry, KeyState, NonceClaim, NonceOutcome,
-    NonceStore, PlatformId, RevocationSet, Standing, WebNumber,
+    Assurance, Certificate, Claims, Error, KeyRegistry, KeyState, LogEntry, LogItem, LogOutcome,
+    NonceClaim, NonceOutcome, NonceStore, PlatformId, Receipt, RevocationSet, Standing, WebNumber,
 };
 
 /// Why a certificate is not valid. Codes are stable and documented in `docs/protocol.md`.
@@ -96,6 +96,9 @@ pub struct Verified {
     pub claims: Claims,
     /// The certificate's expiry, Unix seconds.
     pub expires_at: u64,
+    /// Where this answer sits in the authentication log, when the verifier keeps one.
+    #[serde(skip)]
+    pub receipt: Option<Receipt>,
 }
 
 /// The answer to a verification.
@@ -165,6 +168,11 @@ pub struct VerifierConfig {
     pub skew: u64,
     /// Longest certificate lifetime accepted, seconds; longer ones are `malformed`.
     pub max_lifetime: u16,
+    /// Whether every verification that reaches a genuine signature is appended to the
+    /// authentication log, in the same durable write as its nonce. The nonce store must keep
+    /// one ([`NonceStore::keeps_log`]); verifications without a platform (in-process callers)
+    /// are not logged.
+    pub log: bool,
 }
 
 impl VerifierConfig {
@@ -179,6 +187,7 @@ impl Default for VerifierConfig {
         Self {
             skew: Self::DEFAULT_SKEW,
             max_lifetime: Self::DEFAULT_MAX_LIFETIME,
+            log: false,
         }
     }
 }
@@ -186,12 +195,15 @@ impl Default for VerifierConfig {
 /// A certificate whose signature verified and which is current and meant for its caller; only
 /// the stateful checks (revocation, replay) remain.
 #[derive(Debug, Clone)]
-pub struct SignedCertificate(Certificate, Option<crate::RequestKey>);
+pub struct SignedCertificate {
+    certificate: Certificate,
+    context: Context,
+}
 
 impl SignedCertificate {
     /// The certificate.
     pub fn certificate(&self) -> &Certificate {
-        &self.0
+        &self.certificate
     }
 }
 
@@ -299,7 +311,10 @@ impl Verifier {
         {
             return Err(Reason::BadSignature);
         }
-        Ok(SignedCertificate(certificate, context.request))
+        Ok(SignedCertificate {
+            certificate,
+            context: *context,
+        })
     }
 
     /// The one place that decides whether a certificate's key may vouch for it: the key is
@@ -320,48 +335,96 @@ impl Verifier {
     }
 
     /// The stateful checks for a batch: revocation, then one nonce-store call for every
-    /// certificate still standing. Verdicts come back in input order.
+    /// certificate still standing, which also appends the batch's log entries when the log is
+    /// on. Verdicts come back in input order.
     pub fn settle(
         &self,
         checked: &[Result<SignedCertificate, Reason>],
     ) -> Result<Vec<Verdict>, Error> {
         let mut verdicts: Vec<Verdict> = Vec::with_capacity(checked.len());
         let mut claims = Vec::with_capacity(checked.len());
-        for item in checked {
+        // (verdict position, item) for every answer the log records.
+        let mut logged: Vec<(usize, LogItem)> = Vec::new();
+        for (position, item) in checked.iter().enumerate() {
             let verdict = match item {
                 Err(reason) => Verdict::from(*reason),
-                Ok(SignedCertificate(certificate, request)) => {
+                Ok(SignedCertificate {
+                    certificate,
+                    context,
+                }) => {
                     let fields = certificate.fields();
-                    if self.revocations.standing(&fields.web_number) != Standing::Active
-                        || self.revocations.certificate_revoked(&fields.certificate_id)
-                    {
-                        Verdict::from(Reason::Revoked)
-                    } else {
+                    let revoked = self.revocations.standing(&fields.web_number)
+                        != Standing::Active
+                        || self.revocations.certificate_revoked(&fields.certificate_id);
+                    if !revoked {
                         claims.push(NonceClaim {
                             certificate_id: fields.certificate_id,
                             usable_from: fields.issued_at.saturating_sub(self.config.skew),
                             expires_at: fields.expires_at(),
                             retain_until: fields.expires_at().saturating_add(self.config.skew),
-                            request: *request,
+                            request: context.request,
                         });
+                    }
+                    if let (true, Some(platform)) = (self.config.log, context.platform) {
+                        let entry = LogEntry {
+                            at_ms: context.now.saturating_mul(1000),
+                            platform,
+                            web_number: fields.web_number,
+                            certificate_id: fields.certificate_id,
+                            outcome: if revoked {
+                                LogOutcome::Revoked
+                            } else {
+                                LogOutcome::Valid
+                            },
+                            disclosed: 0,
+                        };
+                        let claim = (!revoked).then(|| claims.len() - 1);
+                        logged.push((position, LogItem { entry, claim }));
+                    }
+                    if revoked {
+                        Verdict::from(Reason::Revoked)
+                    } else {
                         Verdict::Valid(Verified {
                             web_number: fields.web_number,
                             assurance: fields.assurance,
                             claims: fields.claims,
                             expires_at: fields.expires_at(),
+                            receipt: None,
                         })
                     }
                 }
             };
             verdicts.push(verdict);
         }
-        if claims.is_empty() {
+        if claims.is_empty() && logged.is_empty() {
             return Ok(verdicts);
         }
         // Before consuming anything: a revocation view that cannot prove itself current must not
         // answer valid, and an error here consumes nothing.
-        self.revocations.check_current()?;
-        let outcomes = self.nonces.consume_batch(&claims)?;
+        if !claims.is_empty() {
+            self.revocations.check_current()?;
+        }
+        let outcomes = if self.config.log {
+            let items: Vec<LogItem> = logged.iter().map(|(_, item)| *item).collect();
+            let (outcomes, receipts) = self.nonces.consume_logged(&claims, &items)?;
+            if receipts.len() != items.len() {
+                return Err(Error::Store {
+                    context: "consume",
+                    detail: format!("{} receipts for {} log items", receipts.len(), items.len()),
+                });
+            }
+            for ((position, _), receipt) in logged.iter().zip(receipts) {
+                if let Verdict::Valid(verified) = &mut verdicts[*position] {
+                    verified.receipt = receipt;
+                }
+            }
+            outcomes
+        } else {
+            self.nonces.consume_batch(&claims)?
+        };
+        if claims.is_empty() {
+            return Ok(verdicts);
+        }
         // And after: a consumption that waited on a stalled cluster may end after the view
         // went stale (a partition that began mid-call). Its certificates are spent, but a
         // `valid` now could miss a revocation acknowledged elsewhere: 503, and a retry with

@@ -98,6 +98,7 @@ fn valid_reveals_only_number_assurance_claims_and_expiry() {
                 age: Some(AgeBracket::Adult)
             },
             expires_at: NOW + 180,
+            receipt: None,
         })
     );
     let json = serde_json::to_value(verdict).unwrap();

@@ -5,13 +5,13 @@
 #![no_main]
 
 use cyberid_translog::{
-    Hash, MemoryTree, VerificationEntry, leaf_hash, verify_consistency, verify_inclusion,
+    Hash, MemoryTree, decode_entry, encode_entry, leaf_hash, verify_consistency, verify_inclusion,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(entry) = VerificationEntry::decode(data) {
-        assert_eq!(entry.encode().as_slice(), data);
+    if let Ok(entry) = decode_entry(data) {
+        assert_eq!(encode_entry(&entry).as_slice(), data);
     }
     if data.len() < 17 {
         return;

@@ -55,6 +55,7 @@ mod document;
 mod error;
 mod guardian;
 mod holder;
+mod log_read;
 mod registry;
 mod resident_id;
 mod service;
@@ -73,6 +74,7 @@ pub use holder::{
     CLOCK_AHEAD, DeviceKey, DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody,
     REQUEST_LEN, REQUEST_NONCE_LEN, SignedHolderRequest,
 };
+pub use log_read::{LOG_READ_LEN, LogRead, LogReadBody, SignedLogRead};
 pub use registry::{Enrollment, MemoryRegistry, Registry, check_expected};
 pub use resident_id::{RESIDENT_ID_LEN, ResidentId};
 pub use service::{Enrolled, EnrollmentRequest, IdentityService, IdentityStore, ServiceConfig};

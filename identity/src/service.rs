@@ -12,7 +12,7 @@ use cyberid_engine::{
 
 use crate::{
     Date, DeviceKey, Disclose, DocumentFields, Enrollment, Error, GuardianConsent,
-    IdentityDocument, IndexKey, Registry, SignedHolderRequest, Vault,
+    IdentityDocument, IndexKey, Registry, SignedHolderRequest, SignedLogRead, Vault,
 };
 
 /// What the service needs of its store: the registry and the revocation set (standing, and the
@@ -262,6 +262,25 @@ impl IdentityService {
             NonceOutcome::Replayed | NonceOutcome::Repeated => Err(Error::Replayed),
             NonceOutcome::BeforeHistory | NonceOutcome::Expired => Err(Error::Stale { window }),
         }
+    }
+
+    /// Checks a holder's request to read their own authentication log: signed by the device
+    /// enrolled for the Web Number, fresh, and never used before (its nonce is consumed now).
+    /// Returns the holder whose log may be read. A suspended or revoked holder still reads
+    /// their log: it is theirs, and most wanted exactly then.
+    pub fn authorize_log_read(&self, read: &SignedLogRead, now: u64) -> Result<WebNumber, Error> {
+        let web_number = read.unverified().web_number;
+        // An unknown Web Number is answered as a bad signature, as for certificate requests.
+        let holder = self
+            .store
+            .holder(&web_number)?
+            .ok_or(Error::DeviceSignature)?;
+        read.verify(&holder.device, now, self.config.request_window)?;
+        self.consume(
+            read.nonce_claim(self.config.request_window),
+            self.config.request_window,
+        )?;
+        Ok(web_number)
     }
 
     /// Issues a certificate to the holder who signed `request`, with the claims computed from

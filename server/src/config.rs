@@ -181,6 +181,17 @@ settings! {
     max_live_nonces: usize = StoreOptions::default().max_live_nonces, env "CYBERID_MAX_LIVE_NONCES";
     /// RocksDB memtable size per column family, MiB.
     memtable_mib: usize = StoreOptions::default().memtable_bytes >> 20, env "CYBERID_MEMTABLE_MIB";
+    /// Keep the authentication log: every verification that reaches a genuine signature is
+    /// appended, in the same synced write as its nonce, to a Merkle-committed log that holders
+    /// can read and check (docs/log.md). Kept by the embedded store only: an etcd deployment
+    /// must say `--auth-log false` until its store keeps the log.
+    auth_log: bool = true, env "CYBERID_AUTH_LOG",
+        arg(num_args = 0..=1, default_missing_value = "true");
+    /// Days the authentication log keeps an entry openable (its secret and its indexes); the
+    /// tree keeps its leaf for ever, so heads and proofs stay checkable. 0 keeps every entry.
+    /// The default is the six months China's Cybersecurity Law (art. 21) asks network logs be
+    /// kept.
+    auth_log_retention_days: u64 = 180, env "CYBERID_AUTH_LOG_RETENTION_DAYS";
     /// Log format.
     log_format: LogFormat = LogFormat::Plain, env "CYBERID_LOG_FORMAT";
     /// Log filter, in tracing's EnvFilter syntax (e.g. "info", "cyberid=debug").
@@ -241,6 +252,13 @@ impl ServeConfig {
                 etcd.claims_per_txn()
             )));
         }
+        if self.auth_log && self.etcd()?.is_some() {
+            return Err(Error::Config(
+                "the authentication log is kept by the embedded store only: run an etcd \
+                 deployment with --auth-log false"
+                    .into(),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
             return Err(Error::Config(format!(
                 "log filter {:?} is not valid",
@@ -273,6 +291,8 @@ impl ServeConfig {
         StoreOptions {
             max_live_nonces: self.max_live_nonces,
             memtable_bytes: self.memtable_mib << 20,
+            log_retention: (self.auth_log_retention_days > 0)
+                .then(|| self.auth_log_retention_days.saturating_mul(86_400)),
             ..StoreOptions::default()
         }
     }
@@ -300,6 +320,7 @@ impl ServeConfig {
         VerifierConfig {
             skew: self.clock_skew_s,
             max_lifetime: self.max_lifetime_s,
+            log: self.auth_log,
         }
     }
 

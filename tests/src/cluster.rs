@@ -43,6 +43,7 @@ pub async fn two_nodes(url: &str) -> (Node, Node) {
     let begins = SystemClock.now() - 100;
     let configure = |config: &mut cyberid::ServeConfig| {
         config.store = url.to_owned();
+        config.auth_log = false;
         config.etcd_history_begins = begins;
     };
     let a = Node::start(configure).await;

@@ -12,6 +12,8 @@ use crate::{Error, Hash};
 /// Bytes a head's signature covers.
 pub const HEAD_SIGNED_LEN: usize = 19 + 8 + 8 + 32;
 const TAG: &[u8; 19] = b"CYBERID-TREE-HEAD-1";
+/// Bytes in a signed head's stored form: the signed bytes and the 64-byte signature.
+pub const SIGNED_HEAD_LEN: usize = HEAD_SIGNED_LEN + 64;
 
 /// What a head says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,33 @@ impl SignedTreeHead {
             Err(Error::BadProof("the tree head's signature does not verify"))
         }
     }
+
+    /// The stored form: the signed bytes, then the signature (131 bytes).
+    pub fn encode(&self) -> [u8; SIGNED_HEAD_LEN] {
+        let mut bytes = [0u8; SIGNED_HEAD_LEN];
+        bytes[..HEAD_SIGNED_LEN].copy_from_slice(&self.head.signed_bytes());
+        bytes[HEAD_SIGNED_LEN..].copy_from_slice(&self.signature);
+        bytes
+    }
+
+    /// Reads the stored form (the signature is not checked here: see [`verify`](Self::verify)).
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let bytes: &[u8; SIGNED_HEAD_LEN] = bytes
+            .try_into()
+            .map_err(|_| Error::Encoding("a signed tree head is 131 bytes"))?;
+        if &bytes[..19] != TAG {
+            return Err(Error::Encoding("not a tree head"));
+        }
+        let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        Ok(Self {
+            head: TreeHead {
+                size: u64_at(19),
+                timestamp_ms: u64_at(27),
+                root: Hash(bytes[35..HEAD_SIGNED_LEN].try_into().expect("32 bytes")),
+            },
+            signature: bytes[HEAD_SIGNED_LEN..].try_into().expect("64 bytes"),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +111,8 @@ mod tests {
         };
         let signed = head.sign(&key).unwrap();
         assert_eq!(signed.verify(key.public_key()).unwrap(), &head);
+        assert_eq!(SignedTreeHead::decode(&signed.encode()).unwrap(), signed);
+        assert!(SignedTreeHead::decode(&signed.encode()[1..]).is_err());
 
         let mut grown = signed;
         grown.head.size = 4;

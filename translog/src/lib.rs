@@ -38,10 +38,15 @@ mod entry;
 mod error;
 mod head;
 mod merkle;
+mod store;
 
-pub use entry::{ENTRY_SECRET_LEN, Outcome, VERIFICATION_ENTRY_LEN, VerificationEntry, commitment};
+pub use cyberid_engine::{LogEntry, LogOutcome, Receipt};
+pub use entry::{
+    ENTRY_SECRET_LEN, VERIFICATION_ENTRY_LEN, commitment, decode_entry, encode_entry, entry_commitment,
+};
+pub use store::{LogStore, StoredEntry};
 pub use error::{Error, Fault};
-pub use head::{HEAD_SIGNED_LEN, SignedTreeHead, TreeHead};
+pub use head::{HEAD_SIGNED_LEN, SIGNED_HEAD_LEN, SignedTreeHead, TreeHead};
 pub use merkle::{
     Completed, Frontier, Hash, MemoryTree, Subtrees, consistency_proof, empty_root,
     inclusion_proof, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,

@@ -5,7 +5,7 @@
 //! authority entitled to Web Numbers gets it; every other platform gets its pairwise subject,
 //! stable for that platform and unlinkable across platforms.
 
-use cyberid_engine::{Assurance, Claims, Reason, Verdict, WebNumber};
+use cyberid_engine::{Assurance, Claims, Reason, Receipt, Verdict, WebNumber};
 use cyberid_identity::{PairwiseSubject, SubjectKey};
 use serde::Serialize;
 
@@ -28,6 +28,21 @@ impl Subject {
     }
 }
 
+/// Where a valid answer sits in the authentication log (protocol.md §12): the platform keeps
+/// it to prove later what it was told, against any signed tree head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReceiptAnswer(Receipt);
+
+impl Serialize for ReceiptAnswer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut receipt = serializer.serialize_struct("Receipt", 2)?;
+        receipt.serialize_field("log_index", &self.0.index)?;
+        receipt.serialize_field("commitment", &hex::encode(self.0.commitment))?;
+        receipt.end()
+    }
+}
+
 /// The body of a `200` answer to `POST /v1/verifications`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
@@ -38,6 +53,8 @@ pub(crate) enum VerifyAnswer {
         assurance: Assurance,
         claims: Claims,
         expires_at: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        receipt: Option<ReceiptAnswer>,
     },
     Invalid {
         reason: Reason,
@@ -62,6 +79,7 @@ impl VerifyAnswer {
                     assurance: verified.assurance,
                     claims: verified.claims,
                     expires_at: verified.expires_at,
+                    receipt: verified.receipt.map(ReceiptAnswer),
                 }
             }
         }
@@ -92,6 +110,7 @@ mod tests {
                 age: Some(AgeBracket::Adult),
             },
             expires_at: 7,
+            receipt: None,
         })
     }
 

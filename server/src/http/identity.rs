@@ -19,7 +19,7 @@ use crate::node::App;
 impl ApiError {
     /// The issuing side's errors by who must act, as for the engine's; a few get the status
     /// that says more than 400.
-    fn identity(error: &IdentityError, retry_after: u64) -> Self {
+    pub(super) fn identity(error: &IdentityError, retry_after: u64) -> Self {
         if let IdentityError::Engine(engine) = error {
             return Self::engine(engine, retry_after);
         }
@@ -41,7 +41,7 @@ impl ApiError {
 }
 
 /// The node's identity service, or why it has none.
-fn service(app: &App) -> Result<Arc<IdentityService>, ApiError> {
+pub(super) fn service(app: &App) -> Result<Arc<IdentityService>, ApiError> {
     let engine = app.engine()?;
     engine.identity.clone().ok_or_else(|| {
         ApiError::new(
@@ -52,7 +52,7 @@ fn service(app: &App) -> Result<Arc<IdentityService>, ApiError> {
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| {
         // The identity types' own messages name a rule, never a value; serde's messages about
         // types and unknown names quote what was sent, which may be personal data, so those

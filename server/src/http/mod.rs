@@ -9,6 +9,7 @@ mod answer;
 mod body;
 pub(crate) mod client;
 mod identity;
+mod log;
 pub(crate) mod server;
 
 use std::sync::Arc;
@@ -155,6 +156,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/certificates"),
     ("POST", "/v1/enrollments"),
     ("POST", "/v1/holder/certificates"),
+    ("POST", "/v1/holder/log"),
+    ("GET", "/v1/log/head"),
+    ("GET", "/v1/log/key"),
+    ("GET", "/v1/log/proofs/inclusion"),
+    ("GET", "/v1/log/proofs/consistency"),
+    ("GET", "/v1/log/leaves"),
     ("POST", "/v1/admin/web-numbers/{web_number}/{action}"),
     ("POST", "/v1/admin/certificates/{certificate_id}/revoke"),
     ("POST", "/v1/admin/keys/{key_id}/revoke"),
@@ -171,6 +178,8 @@ enum Target<'a> {
     Issue,
     Enroll,
     HolderIssue,
+    HolderLog,
+    Log(log::Target),
     Admin(admin::Target<'a>),
 }
 
@@ -185,6 +194,8 @@ impl<'a> Target<'a> {
             ["v1", "certificates"] => (Target::Issue, "issue", Method::POST),
             ["v1", "enrollments"] => (Target::Enroll, "enroll", Method::POST),
             ["v1", "holder", "certificates"] => (Target::HolderIssue, "holder_issue", Method::POST),
+            ["v1", "holder", "log"] => (Target::HolderLog, "holder_log", Method::POST),
+            ["v1", "log", rest @ ..] => (Target::Log(log::Target::resolve(rest)?), "log", Method::GET),
             ["v1", "admin", rest @ ..] => {
                 let (target, method) = admin::Target::resolve(rest)?;
                 (Target::Admin(target), "admin", method)
@@ -228,6 +239,8 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> (&'static str, Ans
         Target::Issue => issue(app, request).await,
         Target::Enroll => identity::enroll(app, request).await,
         Target::HolderIssue => identity::holder_issue(app, request).await,
+        Target::HolderLog => log::holder_log(app, request).await,
+        Target::Log(target) => log::handle(app, request, target).await,
         Target::Admin(target) => admin::handle(app, request, target).await,
     };
     (route, answer)

@@ -7,9 +7,11 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cyberid_engine::{Clock, Issuer, KeyId, KeyRegistry, Pipeline, SystemClock, Verifier};
 
+mod log;
 mod metrics;
 pub(crate) mod store;
 
+pub(crate) use self::log::{LogService, PAGE_LIMIT, ProvenEntry};
 use self::metrics::{Metrics, Sizes};
 use self::store::NodeStore;
 use crate::auth::Credentials;
@@ -24,6 +26,8 @@ pub(crate) struct Engine {
     pub(crate) pipeline: Pipeline,
     /// Enrollment and holder-bound issuance, where the store keeps enrollments.
     pub(crate) identity: Option<Arc<IdentityService>>,
+    /// The authentication log, when it is on.
+    pub(crate) log: Option<LogService>,
     pub(crate) store: Arc<dyn NodeStore>,
 }
 
@@ -111,6 +115,20 @@ impl App {
                 self.clock.clone(),
                 self.metrics.clone(),
             )?;
+            let log = if self.config.auth_log {
+                let Some(log) = store.clone().log().filter(|_| store.keeps_log()) else {
+                    return Err(cyberid_engine::Error::Config(
+                        "this store keeps no authentication log: run with --auth-log false",
+                    ));
+                };
+                let key = self.dir.log_key().map_err(|error| cyberid_engine::Error::Store {
+                    context: "read the log key",
+                    detail: error.to_string(),
+                })?;
+                Some(LogService::start(log, key, self.clock.clone())?)
+            } else {
+                None
+            };
             let verifier = Arc::new(Verifier::new(
                 self.keys.clone(),
                 store.clone(),
@@ -140,6 +158,7 @@ impl App {
             Ok(Engine {
                 pipeline,
                 identity,
+                log,
                 store,
             })
         })();

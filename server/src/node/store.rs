@@ -11,6 +11,7 @@ use cyberid_engine::{Clock, Error, NonceStore, RevocationSet};
 use cyberid_identity::IdentityStore;
 use cyberid_store_etcd::{EtcdStats, EtcdStore};
 use cyberid_store_rocksdb::DurableStore;
+use cyberid_translog::LogStore;
 
 use super::metrics::Metrics;
 use crate::{Error as ServerError, ServeConfig};
@@ -30,6 +31,11 @@ pub(crate) trait NodeStore: NonceStore + RevocationSet + std::fmt::Debug {
     fn identity(self: Arc<Self>) -> Option<Arc<dyn IdentityStore>> {
         None
     }
+
+    /// The authentication log, where this store keeps one ([`NonceStore::keeps_log`]).
+    fn log(self: Arc<Self>) -> Option<Arc<dyn LogStore>> {
+        None
+    }
 }
 
 impl NodeStore for DurableStore {
@@ -38,6 +44,10 @@ impl NodeStore for DurableStore {
     }
 
     fn identity(self: Arc<Self>) -> Option<Arc<dyn IdentityStore>> {
+        Some(self)
+    }
+
+    fn log(self: Arc<Self>) -> Option<Arc<dyn LogStore>> {
         Some(self)
     }
 }

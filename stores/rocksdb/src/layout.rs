@@ -9,6 +9,14 @@
 //! | `nonces-<bucket>` | certificate id (16 bytes) | `retain_until`, u64 BE, then the claiming request key, u64 BE, if any |
 //! | `enrollment_index` | blind index (32 bytes) | Web Number (10 bytes) |
 //! | `enrollments` | Web Number (10 bytes) | the enrollment's stored form (`cyberid_identity::Enrollment::encode`) |
+//! | `log_entries` | log index, u64 BE | the entry's secret (16 bytes), then the entry (protocol.md §12) |
+//! | `log_tree` | level (1 byte), then index among that level's subtrees (u64 BE) | the complete subtree's hash (32 bytes); level 0 are the leaves, the entries' commitments |
+//! | `log_by_holder` | Web Number (10 bytes), then log index (u64 BE) | empty |
+//! | `log_by_certificate` | certificate id (16 bytes), then log index (u64 BE) | empty |
+//! | `log_heads` | tree size, u64 BE | the signed tree head (131 bytes) |
+//!
+//! `meta` also holds `log_retained_from`: entries below it are past retention and deleted, with
+//! their index rows; the tree keeps their leaves.
 //!
 //! Nonces live in one column family per expiry bucket (`bucket_seconds` wide, fixed when the
 //! store is created): when a bucket's certificates have all expired, the whole column family is
@@ -19,10 +27,10 @@ use rocksdb::{DBWithThreadMode, MultiThreaded};
 
 pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
 
-/// The on-disk format this build writes. It reads this version and versions 1 and 2 (upgraded
+/// The on-disk format this build writes. It reads this version and versions 1 to 3 (upgraded
 /// at open); a store written by any other format version is refused at open, never silently
 /// reinterpreted.
-pub const STORE_FORMAT_VERSION: u32 = 3;
+pub const STORE_FORMAT_VERSION: u32 = 4;
 
 pub(crate) const META: &str = "meta";
 pub(crate) const REVOCATION_STATE: &str = "revocation_state";
@@ -30,11 +38,17 @@ pub(crate) const REVOCATION_LOG: &str = "revocation_log";
 pub(crate) const NONCES_PREFIX: &str = "nonces-";
 pub(crate) const ENROLLMENT_INDEX: &str = "enrollment_index";
 pub(crate) const ENROLLMENTS: &str = "enrollments";
+pub(crate) const LOG_ENTRIES: &str = "log_entries";
+pub(crate) const LOG_TREE: &str = "log_tree";
+pub(crate) const LOG_BY_HOLDER: &str = "log_by_holder";
+pub(crate) const LOG_BY_CERTIFICATE: &str = "log_by_certificate";
+pub(crate) const LOG_HEADS: &str = "log_heads";
 
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 pub(crate) const HISTORY_BEGINS_KEY: &[u8] = b"history_begins";
 pub(crate) const BUCKET_SECONDS_KEY: &[u8] = b"bucket_seconds";
 pub(crate) const CREATED_AT_KEY: &[u8] = b"created_at";
+pub(crate) const LOG_RETAINED_FROM_KEY: &[u8] = b"log_retained_from";
 
 pub(crate) fn nonce_cf_name(bucket: u64) -> String {
     format!("{NONCES_PREFIX}{bucket:012}")

@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authlog;
 mod faults;
 mod layout;
 mod nonces;
@@ -91,6 +92,13 @@ struct Inner {
     /// Serialises the creation of a bucket's column family.
     creating: Mutex<()>,
     history_begins: AtomicU64,
+    /// The authentication log's right edge. Held from taking indexes until the write carrying
+    /// those entries is synced, so entries reach the disk in index order.
+    log: Mutex<cyberid_translog::Frontier>,
+    /// Entries durably in the log (readers never wait for the lock above).
+    log_size: AtomicU64,
+    /// Entries below this index are past retention.
+    log_retained_from: AtomicU64,
     /// Set by the first failed write: from then on the store can no longer vouch for what is
     /// durable, so it refuses everything until reopened (RocksDB replays the WAL at open).
     poisoned: OnceLock<String>,

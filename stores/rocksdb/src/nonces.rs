@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use cyberid_engine::{
-    CertificateId, Error, NonceClaim, NonceOutcome, NonceStore, RequestKey, claim_in_memory,
+    CertificateId, Error, LogItem, NonceClaim, NonceOutcome, NonceStore, Receipt, RequestKey,
+    claim_in_memory,
 };
 use rocksdb::WriteBatch;
 
@@ -73,16 +74,27 @@ impl Inner {
                 Err(RecvTimeoutError::Timeout) => {
                     // A failure here is not fatal: an undropped bucket only holds disk space,
                     // and the next run or the next open drops it.
-                    let _ = self.expire(self.clock.now());
+                    let now = self.clock.now();
+                    let _ = self.expire(now);
+                    if let Some(retention) = self.options.log_retention {
+                        let cutoff_ms = now.saturating_sub(retention).saturating_mul(1000);
+                        // Bounded per pass; a backlog drains over the next passes.
+                        let _ = self.apply_retention(cutoff_ms);
+                    }
                 }
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
 
-    /// Writes a batch of nonces with one synced write, creating their buckets' column
-    /// families first where needed.
-    fn write_nonces(&self, writes: &[NonceWrite]) -> Result<(), Error> {
+    /// Writes a batch of nonces, and the log items if there are any, with one synced write,
+    /// creating the nonces' bucket column families first where needed. Returns one receipt
+    /// per log item.
+    fn write_nonces(
+        &self,
+        writes: &[NonceWrite],
+        log: Option<(&[LogItem], &[NonceOutcome])>,
+    ) -> Result<Vec<Option<Receipt>>, Error> {
         self.check_poisoned()?;
         // Shared: writes go on concurrently (and share RocksDB's write group); expiry, which
         // drops column families, waits for them and they for it.
@@ -107,8 +119,19 @@ impl Inner {
             );
         }
         drop(handles);
+        let Some((items, outcomes)) = log else {
+            faults::point("rocksdb::batch")?;
+            self.write(batch, "commit nonces")?;
+            return Ok(Vec::new());
+        };
+        // Held until the write is synced: the next batch's indexes follow these on disk too.
+        let mut frontier = self.log.lock().map_err(|_| Error::Poisoned)?;
+        let (grown, receipts) = self.stage_log(&frontier, items, outcomes, &mut batch)?;
         faults::point("rocksdb::batch")?;
-        self.write(batch, "commit nonces")
+        self.write(batch, "commit nonces and log entries")?;
+        self.log_size.store(grown.size(), Ordering::Release);
+        *frontier = grown;
+        Ok(receipts)
     }
 
     /// The column family of `bucket`, created if missing. Two writers may miss it at once;
@@ -147,8 +170,14 @@ impl Inner {
     }
 }
 
-impl NonceStore for DurableStore {
-    fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
+impl DurableStore {
+    /// Claims in memory, then writes the fresh claims (and the log items, if any) with one
+    /// synced write; on failure releases the claims this call made.
+    fn consume(
+        &self,
+        claims: &[NonceClaim],
+        log: Option<&[LogItem]>,
+    ) -> Result<(Vec<NonceOutcome>, Vec<Option<Receipt>>), Error> {
         self.inner.check_poisoned()?;
         faults::point("rocksdb::claim")?;
         let capacity = self.inner.options.max_live_nonces;
@@ -176,26 +205,54 @@ impl NonceStore for DurableStore {
                 request: claim.request,
             })
             .collect();
-        if writes.is_empty() {
-            return Ok(outcomes);
+        let log = log.filter(|items| !items.is_empty());
+        if writes.is_empty() && log.is_none() {
+            return Ok((outcomes, Vec::new()));
         }
-        if let Err(error) = self.inner.write_nonces(&writes) {
-            // None of these was answered: release the claims this batch made, so that the
-            // error does not use up their certificates. (Whether a failed write reached the
-            // disk anyway is what the poisoned store cannot tell; docs/store.md says what a
-            // restart then finds, and a retry with the same request key is answered valid.)
-            for (claim, _) in claims
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, outcome)| **outcome == NonceOutcome::Fresh)
-            {
-                self.inner
-                    .nonces
-                    .remove(&claim.certificate_id, claim.expires_at);
+        match self
+            .inner
+            .write_nonces(&writes, log.map(|items| (items, outcomes.as_slice())))
+        {
+            Ok(receipts) => Ok((outcomes, receipts)),
+            Err(error) => {
+                // None of these was answered: release the claims this batch made, so that the
+                // error does not use up their certificates. (Whether a failed write reached
+                // the disk anyway is what the poisoned store cannot tell; docs/store.md says
+                // what a restart then finds, and a retry with the same request key is
+                // answered valid.)
+                for (claim, _) in claims
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, outcome)| **outcome == NonceOutcome::Fresh)
+                {
+                    self.inner
+                        .nonces
+                        .remove(&claim.certificate_id, claim.expires_at);
+                }
+                Err(error)
             }
-            return Err(error);
         }
-        Ok(outcomes)
+    }
+}
+
+impl NonceStore for DurableStore {
+    fn consume_batch(&self, claims: &[NonceClaim]) -> Result<Vec<NonceOutcome>, Error> {
+        self.consume(claims, None).map(|(outcomes, _)| outcomes)
+    }
+
+    fn keeps_log(&self) -> bool {
+        true
+    }
+
+    fn consume_logged(
+        &self,
+        claims: &[NonceClaim],
+        log: &[LogItem],
+    ) -> Result<(Vec<NonceOutcome>, Vec<Option<Receipt>>), Error> {
+        let (outcomes, mut receipts) = self.consume(claims, Some(log))?;
+        // An empty log wrote no receipts.
+        receipts.resize(log.len(), None);
+        Ok((outcomes, receipts))
     }
 
     fn history_begins(&self) -> u64 {

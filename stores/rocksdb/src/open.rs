@@ -2,7 +2,7 @@
 //! rebuilding the memory maps from disk.
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use cyberid_engine::{CertificateId, Clock, Error, NonceMap, RevocationMaps};
@@ -10,11 +10,12 @@ use rocksdb::{ColumnFamilyDescriptor, WriteBatch};
 
 use crate::layout::{
     BUCKET_SECONDS_KEY, CREATED_AT_KEY, Db, ENROLLMENT_INDEX, ENROLLMENTS, FORMAT_KEY,
-    HISTORY_BEGINS_KEY, META, NONCES_PREFIX, REVOCATION_LOG, REVOCATION_STATE,
+    HISTORY_BEGINS_KEY, LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_HEADS,
+    LOG_RETAINED_FROM_KEY, LOG_TREE, META, NONCES_PREFIX, REVOCATION_LOG, REVOCATION_STATE,
     STORE_FORMAT_VERSION, decode_state, decode_u64, nonce_bucket, read_u64, store_error,
 };
 use crate::options::{StoreOptions, db_options, family_options, synced};
-use crate::{Inner, nonces};
+use crate::{Inner, authlog, nonces};
 
 pub(crate) fn open(
     path: &Path,
@@ -43,6 +44,11 @@ pub(crate) fn open(
         REVOCATION_LOG,
         ENROLLMENT_INDEX,
         ENROLLMENTS,
+        LOG_ENTRIES,
+        LOG_TREE,
+        LOG_BY_HOLDER,
+        LOG_BY_CERTIFICATE,
+        LOG_HEADS,
     ]
     .iter()
     .map(|name| (*name).to_owned())
@@ -60,6 +66,7 @@ pub(crate) fn open(
 
     let now = clock.now();
     let (history_begins, bucket_seconds) = read_or_write_meta(&db, exists, &options, now)?;
+    let log_retained_from = read_u64(&db, META, LOG_RETAINED_FROM_KEY)?.unwrap_or(0);
     let inner = Inner {
         db,
         path: path.to_path_buf(),
@@ -69,6 +76,9 @@ pub(crate) fn open(
         buckets: RwLock::new(()),
         creating: Mutex::new(()),
         history_begins: AtomicU64::new(history_begins),
+        log: Mutex::new(cyberid_translog::Frontier::new()),
+        log_size: AtomicU64::new(0),
+        log_retained_from: AtomicU64::new(log_retained_from),
         poisoned: OnceLock::new(),
         options,
         clock,
@@ -76,6 +86,9 @@ pub(crate) fn open(
     };
     load_revocations(&inner)?;
     load_nonces(&inner, &families, now)?;
+    let frontier = authlog::restore(&inner)?;
+    inner.log_size.store(frontier.size(), Ordering::Release);
+    *inner.log.lock().map_err(|_| Error::Poisoned)? = frontier;
     Ok(inner)
 }
 
@@ -128,13 +141,11 @@ fn read_or_write_meta(
             Ok((history_begins, options.bucket_seconds))
         }
         None => Err(Error::Corrupt("format version missing".into())),
-        // Version 1 differs only in nonce values without request keys, which version 2 reads
-        // as they are: the store is marked version 2 (durably) before anything new is written,
-        // so that an older build refuses it instead of misreading a keyed nonce.
-        // Version 1 lacks request keys in nonce values, version 2 the enrollment families
-        // (created empty at open): both read as they are, and are marked current before
-        // anything is written, so that an older build refuses the store rather than misread it.
-        Some(1 | 2) => {
+        // Version 1 lacks request keys in nonce values, version 2 the enrollment families and
+        // version 3 the authentication log's (both created empty at open): each reads as it
+        // is, and is marked current before anything is written, so that an older build
+        // refuses the store rather than misread it.
+        Some(1..=3) => {
             let meta = db
                 .cf_handle(META)
                 .ok_or(Error::Corrupt("meta column family missing".into()))?;

@@ -25,6 +25,10 @@ pub struct StoreOptions {
     /// false for a node joining or replacing one that already served. An existing store keeps
     /// its own history.
     pub history_begins: Option<u64>,
+    /// How long the authentication log keeps an entry openable, seconds; `None` keeps every
+    /// entry. Past it the expiry thread deletes the entry with its secret and its index rows;
+    /// its leaf stays in the tree, so heads and proofs stay checkable.
+    pub log_retention: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -35,6 +39,7 @@ impl Default for StoreOptions {
             expiry_interval: Duration::from_secs(10),
             memtable_bytes: 16 << 20,
             history_begins: None,
+            log_retention: None,
         }
     }
 }

@@ -112,6 +112,7 @@ fn verifier_for(vector: &Vector, key: &IssuerPublicKey) -> Verifier {
         VerifierConfig {
             skew: vector.skew,
             max_lifetime: vector.max_lifetime,
+            log: false,
         },
     )
 }

@@ -19,6 +19,7 @@ async fn a_node_killed_mid_load_loses_nothing_it_acknowledged() {
     let begins = (SystemClock.now() - 100).to_string();
     let a = Node::start(|config| {
         config.store.clone_from(&url);
+        config.auth_log = false;
         config.etcd_history_begins = begins.parse().unwrap();
     })
     .await;
@@ -30,6 +31,8 @@ async fn a_node_killed_mid_load_loses_nothing_it_acknowledged() {
             let args = [
                 "--store",
                 &url,
+                "--auth-log",
+                "false",
                 "--node-id",
                 "node-b",
                 "--etcd-history-begins",

@@ -30,12 +30,14 @@ async fn a_node_cut_off_from_its_cluster_stops_answering_valid_within_a_second()
     let begins = SystemClock.now() - 100;
     let a = Node::start(|config| {
         config.store.clone_from(&url_a);
+        config.auth_log = false;
         config.etcd_history_begins = begins;
     })
     .await;
     let b = a
         .start_sibling(|config| {
             config.store.clone_from(&url_b);
+            config.auth_log = false;
             config.etcd_history_begins = begins;
         })
         .await;
