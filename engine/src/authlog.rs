@@ -138,7 +138,10 @@ mod tests {
             },
             claim: Some(1),
         };
-        let outcome = |nonce| item.finalise(&[NonceOutcome::Fresh, nonce]).map(|e| e.outcome);
+        let outcome = |nonce| {
+            item.finalise(&[NonceOutcome::Fresh, nonce])
+                .map(|e| e.outcome)
+        };
         assert_eq!(outcome(NonceOutcome::Fresh), Some(LogOutcome::Valid));
         assert_eq!(outcome(NonceOutcome::Replayed), Some(LogOutcome::Replayed));
         assert_eq!(outcome(NonceOutcome::Repeated), Some(LogOutcome::Repeated));
@@ -147,7 +150,11 @@ mod tests {
             Some(LogOutcome::HistoryUnavailable)
         );
         assert_eq!(outcome(NonceOutcome::Expired), None);
-        assert_eq!(item.finalise(&[NonceOutcome::Fresh]), None, "a missing claim");
+        assert_eq!(
+            item.finalise(&[NonceOutcome::Fresh]),
+            None,
+            "a missing claim"
+        );
         let revoked = LogItem {
             entry: LogEntry {
                 outcome: LogOutcome::Revoked,

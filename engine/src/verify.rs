@@ -353,8 +353,7 @@ impl Verifier {
                     context,
                 }) => {
                     let fields = certificate.fields();
-                    let revoked = self.revocations.standing(&fields.web_number)
-                        != Standing::Active
+                    let revoked = self.revocations.standing(&fields.web_number) != Standing::Active
                         || self.revocations.certificate_revoked(&fields.certificate_id);
                     if !revoked {
                         claims.push(NonceClaim {

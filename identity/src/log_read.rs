@@ -164,7 +164,10 @@ mod tests {
         let again = SignedLogRead::try_from(body).unwrap();
         assert_eq!(again, signed);
         assert_eq!(
-            signed.verify(&device.public_key(), NOW + 5, 60).unwrap().from,
+            signed
+                .verify(&device.public_key(), NOW + 5, 60)
+                .unwrap()
+                .from,
             7
         );
         assert!(matches!(

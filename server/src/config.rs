@@ -388,6 +388,15 @@ mod tests {
         );
         assert_eq!(etcd.prefix, "/site-a");
         assert_eq!(etcd.node_id, "node-a");
+        // The authentication log is the embedded store's: an etcd node says it goes without.
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--auth-log false")
+        );
+        config.auth_log = false;
         config.validate().unwrap();
         config.max_batch = 128;
         assert!(

@@ -130,11 +130,20 @@ mod tests {
         let bytes = encode_entry(&entry);
         assert_eq!(decode_entry(&bytes).unwrap(), entry);
         let secret = [7u8; 16];
-        assert_eq!(entry_commitment(&entry, &secret), entry_commitment(&entry, &secret));
-        assert_ne!(entry_commitment(&entry, &secret), entry_commitment(&entry, &[8u8; 16]));
+        assert_eq!(
+            entry_commitment(&entry, &secret),
+            entry_commitment(&entry, &secret)
+        );
+        assert_ne!(
+            entry_commitment(&entry, &secret),
+            entry_commitment(&entry, &[8u8; 16])
+        );
         let mut replayed = entry;
         replayed.outcome = LogOutcome::Replayed;
-        assert_ne!(entry_commitment(&entry, &secret), entry_commitment(&replayed, &secret));
+        assert_ne!(
+            entry_commitment(&entry, &secret),
+            entry_commitment(&replayed, &secret)
+        );
     }
 
     #[test]

@@ -44,6 +44,14 @@ pub enum Error {
     /// A store below could not answer.
     #[error("the store could not answer: {0}")]
     Store(String),
+    /// An audit found the log is not what its heads say.
+    #[error("{what} (at size or index {at})")]
+    Inconsistent {
+        /// What is wrong.
+        what: &'static str,
+        /// The head size or leaf index where it shows.
+        at: u64,
+    },
 }
 
 impl Error {
@@ -56,13 +64,17 @@ impl Error {
             Error::Missing { .. } => "tree_incomplete",
             Error::Signing => "signing_failed",
             Error::Store(_) => "store_unavailable",
+            Error::Inconsistent { .. } => "log_inconsistent",
         }
     }
 
     /// Who has to act on it.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::OutOfRange { .. } | Error::BadProof(_) | Error::Encoding(_) => Fault::Caller,
+            Error::OutOfRange { .. }
+            | Error::BadProof(_)
+            | Error::Encoding(_)
+            | Error::Inconsistent { .. } => Fault::Caller,
             Error::Store(_) | Error::Signing => Fault::Retry,
             Error::Missing { .. } => Fault::Bug,
         }
@@ -90,6 +102,11 @@ mod tests {
             ),
             (Error::Store("x".into()), "store_unavailable", Fault::Retry),
             (Error::Signing, "signing_failed", Fault::Retry),
+            (
+                Error::Inconsistent { what: "x", at: 1 },
+                "log_inconsistent",
+                Fault::Caller,
+            ),
         ] {
             assert_eq!((error.code(), error.fault()), (code, fault), "{error}");
         }

@@ -34,20 +34,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod audit;
 mod entry;
 mod error;
 mod head;
 mod merkle;
 mod store;
 
+pub use audit::{Audited, audit_heads, audit_subtrees};
 pub use cyberid_engine::{LogEntry, LogOutcome, Receipt};
 pub use entry::{
-    ENTRY_SECRET_LEN, VERIFICATION_ENTRY_LEN, commitment, decode_entry, encode_entry, entry_commitment,
+    ENTRY_SECRET_LEN, VERIFICATION_ENTRY_LEN, commitment, decode_entry, encode_entry,
+    entry_commitment,
 };
-pub use store::{LogStore, StoredEntry};
 pub use error::{Error, Fault};
 pub use head::{HEAD_SIGNED_LEN, SIGNED_HEAD_LEN, SignedTreeHead, TreeHead};
 pub use merkle::{
     Completed, Frontier, Hash, MemoryTree, Subtrees, consistency_proof, empty_root,
     inclusion_proof, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
 };
+pub use store::{LogStore, StoredEntry};

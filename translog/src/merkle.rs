@@ -431,8 +431,13 @@ impl MemoryTree {
 
     /// Appends a leaf's data (hashed as a leaf).
     pub fn push(&mut self, data: &[u8]) -> u64 {
+        self.push_leaf_hash(leaf_hash(data))
+    }
+
+    /// Appends a leaf by its leaf hash (as a log's leaves are served).
+    pub fn push_leaf_hash(&mut self, leaf: Hash) -> u64 {
         let index = self.frontier.size();
-        for node in self.frontier.append(leaf_hash(data)) {
+        for node in self.frontier.append(leaf) {
             let level = node.level as usize;
             if self.levels.len() <= level {
                 self.levels.resize_with(level + 1, Vec::new);

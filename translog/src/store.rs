@@ -66,4 +66,6 @@ pub trait LogStore: Subtrees + Send + Sync {
     fn latest_head(&self) -> Result<Option<SignedTreeHead>, Error>;
     /// The head saved for exactly this size, if any.
     fn head_at(&self, size: u64) -> Result<Option<SignedTreeHead>, Error>;
+    /// Up to `limit` saved heads with a size at or above `from_size`, smallest first.
+    fn heads(&self, from_size: u64, limit: usize) -> Result<Vec<SignedTreeHead>, Error>;
 }

@@ -4,6 +4,7 @@
 
 mod demo;
 mod identity;
+mod log;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +74,9 @@ enum Command {
     /// guardians' consents, as the official app makes them.
     #[command(subcommand)]
     Holder(identity::HolderCommand),
+    /// The authentication log: verify it as an auditor would.
+    #[command(subcommand)]
+    Log(log::LogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +271,7 @@ fn execute(command: Command) -> Result<(), Error> {
         Command::EnrollmentAgent(command) => named(PrincipalKind::EnrollmentAgent, command),
         Command::Vault(command) => identity::vault(command),
         Command::Holder(command) => identity::holder(command),
+        Command::Log(command) => log::log(command),
     }
 }
 

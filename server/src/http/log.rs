@@ -44,10 +44,12 @@ impl ApiError {
     fn log(error: &LogError, retry_after: u64) -> Self {
         match error.fault() {
             LogFault::Caller => Self::bad_request(error.code(), error.to_string()),
-            LogFault::Retry => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, error.code(), error.to_string())
-                    .retry_after(retry_after)
-            }
+            LogFault::Retry => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error.code(),
+                error.to_string(),
+            )
+            .retry_after(retry_after),
             _ => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 error.code(),
@@ -100,7 +102,11 @@ fn numbers<const N: usize>(
     names: [&'static str; N],
 ) -> Result<[Option<u64>; N], ApiError> {
     let mut values = [None; N];
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let position = names.iter().position(|name| *name == key).ok_or_else(|| {
             ApiError::bad_request(
@@ -115,7 +121,10 @@ fn numbers<const N: usize>(
             ));
         }
         values[position] = Some(value.parse().map_err(|_| {
-            ApiError::bad_request("bad_query", format!("{key} must be a number from 0 to 2^64-1"))
+            ApiError::bad_request(
+                "bad_query",
+                format!("{key} must be a number from 0 to 2^64-1"),
+            )
         })?);
     }
     Ok(values)
@@ -237,8 +246,8 @@ pub(super) async fn holder_log(app: &Arc<App>, request: Request<Incoming>) -> An
     let body = read_body(app, request).await?;
     let body: LogReadBody = parse(&body)?;
     let retry_after = app.config.retry_after_s;
-    let signed = SignedLogRead::try_from(body)
-        .map_err(|error| ApiError::identity(&error, retry_after))?;
+    let signed =
+        SignedLogRead::try_from(body).map_err(|error| ApiError::identity(&error, retry_after))?;
     let now = app.now();
     let read_from = signed.unverified().from;
     // The nonce's synced write and the reads: off the async workers.

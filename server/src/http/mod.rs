@@ -195,7 +195,9 @@ impl<'a> Target<'a> {
             ["v1", "enrollments"] => (Target::Enroll, "enroll", Method::POST),
             ["v1", "holder", "certificates"] => (Target::HolderIssue, "holder_issue", Method::POST),
             ["v1", "holder", "log"] => (Target::HolderLog, "holder_log", Method::POST),
-            ["v1", "log", rest @ ..] => (Target::Log(log::Target::resolve(rest)?), "log", Method::GET),
+            ["v1", "log", rest @ ..] => {
+                (Target::Log(log::Target::resolve(rest)?), "log", Method::GET)
+            }
             ["v1", "admin", rest @ ..] => {
                 let (target, method) = admin::Target::resolve(rest)?;
                 (Target::Admin(target), "admin", method)

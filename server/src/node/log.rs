@@ -108,7 +108,9 @@ impl LogService {
         let end = self
             .size()
             .min(from.saturating_add(count.min(PAGE_LIMIT) as u64));
-        (from..end).map(|index| self.store.subtree(0, index)).collect()
+        (from..end)
+            .map(|index| self.store.subtree(0, index))
+            .collect()
     }
 
     /// A holder's entries from index `from`, each with its inclusion proof in the latest head
@@ -119,9 +121,7 @@ impl LogService {
         from: u64,
     ) -> Result<(Vec<ProvenEntry>, Option<SignedTreeHead>), LogError> {
         let head = self.latest_head();
-        let entries = self
-            .store
-            .entries_of_holder(web_number, from, PAGE_LIMIT)?;
+        let entries = self.store.entries_of_holder(web_number, from, PAGE_LIMIT)?;
         let proven = entries
             .into_iter()
             .map(|stored| {
@@ -141,7 +141,10 @@ impl LogService {
     fn within(&self, size: u64) -> Result<(), LogError> {
         let held = self.size();
         if size > held {
-            return Err(LogError::OutOfRange { index: size, size: held });
+            return Err(LogError::OutOfRange {
+                index: size,
+                size: held,
+            });
         }
         Ok(())
     }

@@ -121,10 +121,13 @@ impl App {
                         "this store keeps no authentication log: run with --auth-log false",
                     ));
                 };
-                let key = self.dir.log_key().map_err(|error| cyberid_engine::Error::Store {
-                    context: "read the log key",
-                    detail: error.to_string(),
-                })?;
+                let key = self
+                    .dir
+                    .log_key()
+                    .map_err(|error| cyberid_engine::Error::Store {
+                        context: "read the log key",
+                        detail: error.to_string(),
+                    })?;
                 Some(LogService::start(log, key, self.clock.clone())?)
             } else {
                 None

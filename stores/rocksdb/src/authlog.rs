@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use cyberid_engine::{CertificateId, Error, LogItem, NonceOutcome, Receipt, WebNumber};
 use cyberid_translog::{
     ENTRY_SECRET_LEN, Error as LogError, Frontier, Hash, LogStore, SignedTreeHead, StoredEntry,
-    Subtrees, VERIFICATION_ENTRY_LEN, decode_entry, encode_entry, entry_commitment,
+    Subtrees, VERIFICATION_ENTRY_LEN, decode_entry, encode_entry, entry_commitment, leaf_hash,
 };
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
@@ -110,7 +110,8 @@ impl Inner {
             value[..ENTRY_SECRET_LEN].copy_from_slice(secret);
             value[ENTRY_SECRET_LEN..].copy_from_slice(&encode_entry(&entry));
             batch.put_cf(&entries, index.to_be_bytes(), value);
-            for node in frontier.append(commitment) {
+            // The tree's leaf is the commitment's leaf hash, SM3(0x00 || commitment).
+            for node in frontier.append(leaf_hash(&commitment.0)) {
                 batch.put_cf(&tree, tree_key(node.level, node.index), node.hash.0);
             }
             batch.put_cf(&holders, index_key(entry.web_number.as_bytes(), index), []);
@@ -302,7 +303,9 @@ impl LogStore for DurableStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(&heads, head.head.size.to_be_bytes(), head.encode());
         drop(heads);
-        self.inner.write(batch, "save a tree head").map_err(log_error)
+        self.inner
+            .write(batch, "save a tree head")
+            .map_err(log_error)
     }
 
     fn latest_head(&self) -> Result<Option<SignedTreeHead>, LogError> {
@@ -313,6 +316,20 @@ impl LogStore for DurableStore {
             .status()
             .map_err(|e| LogError::Store(e.to_string()))?;
         iterator.value().map(SignedTreeHead::decode).transpose()
+    }
+
+    fn heads(&self, from_size: u64, limit: usize) -> Result<Vec<SignedTreeHead>, LogError> {
+        let heads = self.inner.cf(LOG_HEADS).map_err(log_error)?;
+        let start = from_size.to_be_bytes();
+        self.inner
+            .db
+            .iterator_cf(&heads, IteratorMode::From(&start, Direction::Forward))
+            .take(limit)
+            .map(|row| {
+                let (_, value) = row.map_err(|e| LogError::Store(e.to_string()))?;
+                SignedTreeHead::decode(&value)
+            })
+            .collect()
     }
 
     fn head_at(&self, size: u64) -> Result<Option<SignedTreeHead>, LogError> {

@@ -208,14 +208,18 @@ fn another_format_version_is_refused() {
         let families = rocksdb::DB::list_cf(&options, dir.path()).unwrap();
         let db = rocksdb::DB::open_cf(&options, dir.path(), &families).unwrap();
         let meta = db.cf_handle("meta").unwrap();
-        db.put_cf(&meta, b"format_version", 4u64.to_be_bytes())
-            .unwrap();
+        db.put_cf(
+            &meta,
+            b"format_version",
+            (u64::from(STORE_FORMAT_VERSION) + 1).to_be_bytes(),
+        )
+        .unwrap();
     }
     let error = open(dir.path(), NOW).unwrap_err();
     assert_eq!(
         error,
         Error::IncompatibleFormat {
-            found: 4,
+            found: u64::from(STORE_FORMAT_VERSION) + 1,
             supported: STORE_FORMAT_VERSION
         }
     );

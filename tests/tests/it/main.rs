@@ -1,6 +1,7 @@
 //! cyberid's integration tests, one binary with a module per subject.
 
 mod annex_a;
+mod authlog;
 mod cluster;
 mod crash;
 mod enrollment;

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use cyberid_engine::{CertificateId, Clock, Reason, SystemClock, WebNumber};
-use cyberid_identity::{DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody};
+use cyberid_identity::{
+    DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody, LogRead, LogReadBody,
+};
 use cyberid_tests::node::Node;
 use cyberid_tests::workspace_root;
 use hyper::Method;
@@ -89,6 +91,7 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), Str
         }
         Some("integer") if !value.is_u64() => Err(format!("{at}: {value} is not an integer")),
         Some("string") if !value.is_string() => Err(format!("{at}: {value} is not a string")),
+        Some("null") if !value.is_null() => Err(format!("{at}: {value} is not null")),
         _ => Ok(()),
     }
 }
@@ -150,10 +153,12 @@ async fn every_operation_answers_as_documented() {
                 &CertificateId::generate().unwrap().to_string(),
             )
             .replace("{key_id}", &key_id);
-        let path = if template.ends_with("revocations") {
-            format!("{path}?after=0&limit=5")
-        } else {
-            path
+        let path = match template.as_str() {
+            "/v1/admin/revocations" => format!("{path}?after=0&limit=5"),
+            "/v1/log/proofs/inclusion" => format!("{path}?index=0&size=1"),
+            "/v1/log/proofs/consistency" => format!("{path}?from=0&to=0"),
+            "/v1/log/leaves" => format!("{path}?from=0&count=10"),
+            _ => path,
         };
         let security = operation["security"][0].as_object();
         let key = security.map(|scheme| {
@@ -177,6 +182,14 @@ async fn every_operation_answers_as_documented() {
                 },
                 "device_key": phone.public_key().to_spki_pem().unwrap(),
             })),
+            "/v1/holder/log" => {
+                let holder = enrolled.expect("enrolled first");
+                let read = LogRead::new(holder, 0, SystemClock.now())
+                    .unwrap()
+                    .sign(&phone)
+                    .unwrap();
+                Some(serde_json::to_value(LogReadBody::from(&read)).unwrap())
+            }
             "/v1/holder/certificates" => {
                 let holder = enrolled.expect("enrolled first");
                 let request = HolderRequest::new(holder, Disclose::Age, SystemClock.now())
@@ -231,8 +244,17 @@ async fn every_operation_answers_as_documented() {
         }
     }
     // Twice per route with credentials (with and without), once per route without (health,
-    // readiness, metrics, the holder's signed request), and verify once more (replayed).
-    assert!(checked >= 2 * cyberid::ROUTES.len() - 3, "{checked}");
+    // readiness, metrics, the holder's signed requests, the public log), and verify once more
+    // (replayed).
+    let expected: usize = operations(&doc)
+        .iter()
+        .map(|(method, path)| {
+            let secured = doc["paths"][path][method.to_lowercase()]["security"][0].is_object();
+            if secured { 2 } else { 1 }
+        })
+        .sum::<usize>()
+        + 1;
+    assert_eq!(checked, expected);
     node.shutdown().await;
 }
 

@@ -49,12 +49,22 @@ async fn every_verdict_over_http() {
             "assurance",
             "claims",
             "expires_at",
+            "receipt",
             "subject",
             "subject_type",
             "verdict"
         ]
     );
     assert_eq!(body["subject_type"], "pairwise");
+    // The receipt names the entry's place in the log and its commitment, never the holder.
+    assert_eq!(
+        body["receipt"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["commitment", "log_index"]
+    );
     assert!(!body.to_string().contains(person.as_str()));
     assert_eq!(body["claims"]["age"], "adult");
 

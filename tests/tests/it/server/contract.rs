@@ -344,7 +344,13 @@ async fn the_issue_endpoint_is_a_named_role_with_documented_codes() {
             "assurance": "substantial",
             "claims": {},
             "expires_at": issued["expires_at"],
+            // The node's first log entry.
+            "receipt": { "log_index": 0, "commitment": verified["receipt"]["commitment"] },
         })
+    );
+    assert_eq!(
+        verified["receipt"]["commitment"].as_str().unwrap().len(),
+        64
     );
     node.shutdown().await;
 }
