@@ -39,6 +39,7 @@ mod entry;
 mod error;
 mod head;
 mod merkle;
+mod record;
 mod store;
 
 pub use audit::{Audited, audit_heads, audit_subtrees};
@@ -53,4 +54,5 @@ pub use merkle::{
     Completed, Frontier, Hash, MemoryTree, Subtrees, consistency_proof, empty_root,
     inclusion_proof, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
 };
+pub use record::{AccessEntry, Record};
 pub use store::{LogStore, StoredEntry};

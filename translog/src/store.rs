@@ -3,9 +3,9 @@
 //! (`cyberid_engine::NonceStore::consume_logged`), so no reader can see a log that a crash
 //! would take back.
 
-use cyberid_engine::{CertificateId, LogEntry, WebNumber};
+use cyberid_engine::{CertificateId, Receipt, WebNumber};
 
-use crate::{ENTRY_SECRET_LEN, Error, Hash, SignedTreeHead, Subtrees, entry_commitment};
+use crate::{AccessEntry, ENTRY_SECRET_LEN, Error, Hash, Record, SignedTreeHead, Subtrees};
 
 /// An entry as the log keeps it, with the secret that opens its commitment.
 #[derive(Clone, PartialEq, Eq)]
@@ -14,14 +14,14 @@ pub struct StoredEntry {
     pub index: u64,
     /// The per-entry secret of its commitment.
     pub secret: [u8; ENTRY_SECRET_LEN],
-    /// The entry.
-    pub entry: LogEntry,
+    /// The record.
+    pub record: Record,
 }
 
 impl StoredEntry {
     /// The leaf it became.
     pub fn commitment(&self) -> Hash {
-        entry_commitment(&self.entry, &self.secret)
+        self.record.commitment(&self.secret)
     }
 }
 
@@ -30,7 +30,7 @@ impl std::fmt::Debug for StoredEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredEntry")
             .field("index", &self.index)
-            .field("outcome", &self.entry.outcome)
+            .field("at_ms", &self.record.at_ms())
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +60,9 @@ pub trait LogStore: Subtrees + Send + Sync {
         &self,
         certificate_id: &CertificateId,
     ) -> Result<Vec<StoredEntry>, Error>;
+    /// Appends an authority's access (checked with [`AccessEntry::validate`]) with one synced
+    /// write, before the authority is shown anything; its receipt.
+    fn append_access(&self, access: &AccessEntry) -> Result<Receipt, Error>;
     /// Keeps a signed head (durably), so that the log's heads survive a restart.
     fn save_head(&self, head: &SignedTreeHead) -> Result<(), Error>;
     /// The latest head saved.

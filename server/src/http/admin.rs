@@ -19,6 +19,7 @@ const HISTORY_MAX_LIMIT: usize = 1000;
 /// An administrative route, its path segments not yet parsed.
 pub(super) enum Target<'a> {
     Revocations,
+    LogQuery,
     WebNumber(&'a str, Standing),
     Certificate(&'a str),
     Key(&'a str),
@@ -29,6 +30,7 @@ impl<'a> Target<'a> {
     pub(super) fn resolve(path: &[&'a str]) -> Option<(Self, Method)> {
         Some(match *path {
             ["revocations"] => (Target::Revocations, Method::GET),
+            ["log", "query"] => (Target::LogQuery, Method::POST),
             ["web-numbers", number, action] => {
                 let standing = match action {
                     "suspend" => Standing::Suspended,
@@ -80,8 +82,12 @@ pub(super) async fn handle(
             ));
         }
     };
+    if let Target::LogQuery = target {
+        return super::log::authority_query(app, request, authority.to_string()).await;
+    }
     let engine = app.engine()?;
     let change = match target {
+        Target::LogQuery => return Err(internal()),
         Target::Revocations => {
             let (after, limit) = history_query(request.uri().query())?;
             let store = engine.store.clone();

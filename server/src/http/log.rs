@@ -7,15 +7,18 @@
 
 use std::sync::Arc;
 
+use cyberid_engine::{CertificateId, WebNumber};
 use cyberid_identity::{LogReadBody, SignedLogRead};
-use cyberid_translog::{Error as LogError, Fault as LogFault, Hash, SignedTreeHead, encode_entry};
+use cyberid_translog::{
+    AccessEntry, Error as LogError, Fault as LogFault, Hash, Record, SignedTreeHead,
+};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::identity::{parse, service};
 use super::{Answer, ApiError, internal, json, read_body};
-use crate::node::{App, Engine, PAGE_LIMIT, ProvenEntry};
+use crate::node::{App, Engine, Lookup, PAGE_LIMIT, ProvenEntry};
 
 /// What a path under `/v1/log/` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,11 +211,23 @@ pub(super) async fn handle(app: &Arc<App>, request: Request<Incoming>, target: T
 struct EntryBody {
     log_index: u64,
     at_ms: u64,
-    platform: String,
-    outcome: &'static str,
-    certificate_id: String,
-    disclosed: u16,
-    /// The entry's binary form (protocol.md §12), hex: what the commitment covers.
+    /// `verification` or `access` (an authority's read of the log).
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disclosed: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    case_reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed_until_ms: Option<u64>,
+    /// The record's binary form (protocol.md §12), hex: what the commitment covers.
     entry: String,
     secret: String,
     commitment: String,
@@ -224,22 +239,53 @@ struct EntryBody {
 impl EntryBody {
     fn of(proven: &ProvenEntry) -> Self {
         let stored = &proven.stored;
-        Self {
+        let mut body = Self {
             log_index: stored.index,
-            at_ms: stored.entry.at_ms,
-            platform: stored.entry.platform.to_string(),
-            outcome: stored.entry.outcome.code(),
-            certificate_id: stored.entry.certificate_id.to_string(),
-            disclosed: stored.entry.disclosed,
-            entry: hex::encode(encode_entry(&stored.entry)),
+            at_ms: stored.record.at_ms(),
+            kind: "verification",
+            platform: None,
+            outcome: None,
+            certificate_id: stored.record.certificate_id().map(|id| id.to_string()),
+            disclosed: None,
+            authority: None,
+            case_reference: None,
+            sealed_until_ms: None,
+            entry: hex::encode(stored.record.encode()),
             secret: hex::encode(stored.secret),
             commitment: stored.commitment().to_hex(),
             inclusion_proof: proven.proof.as_deref().map(hexes),
+        };
+        match &stored.record {
+            Record::Verification(entry) => {
+                body.platform = Some(entry.platform.to_string());
+                body.outcome = Some(entry.outcome.code());
+                body.disclosed = Some(entry.disclosed);
+            }
+            Record::Access(access) => {
+                body.kind = "access";
+                body.authority = Some(access.authority.clone());
+                body.case_reference = Some(access.case_reference.clone());
+                body.sealed_until_ms =
+                    (access.sealed_until_ms > 0).then_some(access.sealed_until_ms);
+            }
         }
+        body
     }
 }
 
-/// `POST /v1/holder/log`: the signing holder's own entries, from the index they name.
+/// Whether a holder is shown this entry now: everything but an access still sealed.
+fn shown_to_holder(proven: &ProvenEntry, now_ms: u64) -> bool {
+    !matches!(&proven.stored.record, Record::Access(access) if access.sealed_until_ms > now_ms)
+}
+
+fn page(entries: &[ProvenEntry]) -> Option<u64> {
+    (entries.len() == PAGE_LIMIT)
+        .then(|| entries.last().map(|last| last.stored.index + 1))
+        .flatten()
+}
+
+/// `POST /v1/holder/log`: the signing holder's own entries, from the index they name. An
+/// authority's access sealed for a period is left out until the period ends.
 pub(super) async fn holder_log(app: &Arc<App>, request: Request<Incoming>) -> Answer {
     let engine = engine_with_log(app)?;
     let service = service(app)?;
@@ -249,6 +295,7 @@ pub(super) async fn holder_log(app: &Arc<App>, request: Request<Incoming>) -> An
     let signed =
         SignedLogRead::try_from(body).map_err(|error| ApiError::identity(&error, retry_after))?;
     let now = app.now();
+    let now_ms = app.now_ms();
     let read_from = signed.unverified().from;
     // The nonce's synced write and the reads: off the async workers.
     let (entries, head) = tokio::task::spawn_blocking(move || {
@@ -257,19 +304,129 @@ pub(super) async fn holder_log(app: &Arc<App>, request: Request<Incoming>) -> An
             .map_err(|error| ApiError::identity(&error, retry_after))?;
         let log = engine.log.as_ref().ok_or_else(internal)?;
         let (entries, head) = log
-            .holder_entries(&holder, read_from)
+            .entries(Lookup::Holder(holder, read_from))
             .map_err(|error| ApiError::log(&error, retry_after))?;
         let key_id = log.public_key().key_id().to_string();
         Ok::<_, ApiError>((entries, head.map(|head| HeadBody::of(&head, key_id))))
     })
     .await
     .map_err(|_| internal())??;
-    let next_from = (entries.len() == PAGE_LIMIT)
-        .then(|| entries.last().map(|last| last.stored.index + 1))
-        .flatten();
-    let entries: Vec<EntryBody> = entries.iter().map(EntryBody::of).collect();
+    let next_from = page(&entries);
+    let entries: Vec<EntryBody> = entries
+        .iter()
+        .filter(|entry| shown_to_holder(entry, now_ms))
+        .map(EntryBody::of)
+        .collect();
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "head": head, "entries": entries, "next_from": next_from }),
+    ))
+}
+
+/// Longest an authority may seal its access from the holder, days.
+const MAX_SEALED_DAYS: u64 = 365;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    #[serde(default)]
+    web_number: Option<String>,
+    #[serde(default)]
+    certificate_id: Option<String>,
+    case_reference: String,
+    /// Days the holder is not shown this access; 0 (the default) shows it at once.
+    #[serde(default)]
+    sealed_days: u64,
+    /// For a holder's entries: the first log index wanted.
+    #[serde(default)]
+    from: u64,
+}
+
+/// `POST /v1/admin/log/query`: an authority reads a holder's or a certificate's entries, with
+/// a case reference. The access is appended to the log (durably) before anything is shown,
+/// indexed under the holder, who sees it in their next read unless it is sealed.
+pub(super) async fn authority_query(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    authority: String,
+) -> Answer {
+    let engine = engine_with_log(app)?;
+    let body = read_body(app, request).await?;
+    let query: QueryBody = parse(&body)?;
+    let lookup = match (&query.web_number, &query.certificate_id) {
+        (Some(number), None) => Lookup::Holder(
+            WebNumber::parse(number)
+                .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?,
+            query.from,
+        ),
+        (None, Some(id)) => Lookup::Certificate(id.parse::<CertificateId>().map_err(|_| {
+            ApiError::bad_request("certificate_id", "a certificate id is 32 hex digits")
+        })?),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "a query names exactly one of web_number and certificate_id",
+            ));
+        }
+    };
+    if query.sealed_days > MAX_SEALED_DAYS {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("sealed_days is at most {MAX_SEALED_DAYS}"),
+        ));
+    }
+    let now_ms = app.now_ms();
+    let retry_after = app.config.retry_after_s;
+    let (receipt, entries, head) = tokio::task::spawn_blocking(move || {
+        let log = engine.log.as_ref().ok_or_else(internal)?;
+        let read = |lookup| {
+            log.entries(lookup)
+                .map_err(|error| ApiError::log(&error, retry_after))
+        };
+        let (found, _) = read(lookup)?;
+        let (holder, certificate_id) = match lookup {
+            Lookup::Holder(holder, _) => (Some(holder), None),
+            // The certificate's holder, from its entries, so that they see the access too.
+            Lookup::Certificate(id) => (
+                found.iter().find_map(|entry| entry.stored.record.holder()),
+                Some(id),
+            ),
+        };
+        let access = AccessEntry {
+            at_ms: now_ms,
+            sealed_until_ms: match query.sealed_days {
+                0 => 0,
+                days => now_ms.saturating_add(days * 86_400_000),
+            },
+            holder,
+            certificate_id,
+            authority,
+            case_reference: query.case_reference,
+        };
+        let receipt = log
+            .record_access(&access)
+            .map_err(|error| ApiError::log(&error, retry_after))?;
+        // Read again after recording: the answer includes the access itself.
+        let (entries, head) = read(lookup)?;
+        let key_id = log.public_key().key_id().to_string();
+        Ok::<_, ApiError>((
+            receipt,
+            entries,
+            head.map(|head| HeadBody::of(&head, key_id)),
+        ))
+    })
+    .await
+    .map_err(|_| internal())??;
+    tracing::info!(log_index = receipt.index, "authority log query recorded");
+    let next_from = page(&entries);
+    let entries: Vec<EntryBody> = entries.iter().map(EntryBody::of).collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "access": { "log_index": receipt.index, "commitment": hex::encode(receipt.commitment) },
+            "head": head,
+            "entries": entries,
+            "next_from": next_from,
+        }),
     ))
 }

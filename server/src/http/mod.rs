@@ -166,6 +166,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/certificates/{certificate_id}/revoke"),
     ("POST", "/v1/admin/keys/{key_id}/revoke"),
     ("GET", "/v1/admin/revocations"),
+    ("POST", "/v1/admin/log/query"),
 ];
 
 /// What a path names. Resolved before anything else, so a wrong method is answered 405 (with

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use cyberid_engine::{Clock, IssuerPublicKey, IssuerSigningKey, WebNumber};
+use cyberid_engine::{CertificateId, Clock, IssuerPublicKey, IssuerSigningKey, Receipt, WebNumber};
 use cyberid_translog::{
-    Error as LogError, Hash, LogStore, SignedTreeHead, StoredEntry, TreeHead, consistency_proof,
-    inclusion_proof, root,
+    AccessEntry, Error as LogError, Hash, LogStore, SignedTreeHead, StoredEntry, TreeHead,
+    consistency_proof, inclusion_proof, root,
 };
 
 /// How often the signer looks for growth.
@@ -37,6 +37,15 @@ impl std::fmt::Debug for LogService {
             .field("size", &self.store.size())
             .finish_non_exhaustive()
     }
+}
+
+/// Whose entries to read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lookup {
+    /// A holder's, from a log index on.
+    Holder(WebNumber, u64),
+    /// A certificate's.
+    Certificate(CertificateId),
 }
 
 /// An entry with its inclusion proof in the latest head, if that head covers it.
@@ -113,15 +122,20 @@ impl LogService {
             .collect()
     }
 
-    /// A holder's entries from index `from`, each with its inclusion proof in the latest head
+    /// Entries by holder or certificate, each with its inclusion proof in the latest head
     /// (entries newer than that head come without one: the next head covers them).
-    pub(crate) fn holder_entries(
+    pub(crate) fn entries(
         &self,
-        web_number: &WebNumber,
-        from: u64,
+        lookup: Lookup,
     ) -> Result<(Vec<ProvenEntry>, Option<SignedTreeHead>), LogError> {
         let head = self.latest_head();
-        let entries = self.store.entries_of_holder(web_number, from, PAGE_LIMIT)?;
+        let entries = match lookup {
+            Lookup::Holder(web_number, from) => {
+                self.store
+                    .entries_of_holder(&web_number, from, PAGE_LIMIT)?
+            }
+            Lookup::Certificate(id) => self.store.entries_of_certificate(&id)?,
+        };
         let proven = entries
             .into_iter()
             .map(|stored| {
@@ -135,6 +149,11 @@ impl LogService {
             })
             .collect::<Result<_, LogError>>()?;
         Ok((proven, head))
+    }
+
+    /// Records an authority's access, durably, before anything is shown to it.
+    pub(crate) fn record_access(&self, access: &AccessEntry) -> Result<Receipt, LogError> {
+        self.store.append_access(access)
     }
 
     /// Proofs are served for sizes the log has reached, never beyond.

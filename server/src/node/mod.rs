@@ -11,7 +11,7 @@ mod log;
 mod metrics;
 pub(crate) mod store;
 
-pub(crate) use self::log::{LogService, PAGE_LIMIT, ProvenEntry};
+pub(crate) use self::log::{LogService, Lookup, PAGE_LIMIT, ProvenEntry};
 use self::metrics::{Metrics, Sizes};
 use self::store::NodeStore;
 use crate::auth::Credentials;
@@ -224,6 +224,10 @@ impl App {
 
     pub(crate) fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Re-reads `credentials.toml`. On error the credentials in force stay.

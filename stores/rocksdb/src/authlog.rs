@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 
 use cyberid_engine::{CertificateId, Error, LogItem, NonceOutcome, Receipt, WebNumber};
 use cyberid_translog::{
-    ENTRY_SECRET_LEN, Error as LogError, Frontier, Hash, LogStore, SignedTreeHead, StoredEntry,
-    Subtrees, VERIFICATION_ENTRY_LEN, decode_entry, encode_entry, entry_commitment, leaf_hash,
+    AccessEntry, ENTRY_SECRET_LEN, Error as LogError, Frontier, Hash, LogStore, Record,
+    SignedTreeHead, StoredEntry, Subtrees, VERIFICATION_ENTRY_LEN, encode_entry, entry_commitment,
+    leaf_hash,
 };
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
@@ -128,6 +129,47 @@ impl Inner {
         Ok((frontier, receipts))
     }
 
+    /// Appends one record with its own synced write (an authority's access: rare, and never
+    /// shown before it is durable).
+    fn append_record(&self, record: &Record) -> Result<Receipt, Error> {
+        self.check_poisoned()?;
+        let mut secret = [0u8; ENTRY_SECRET_LEN];
+        getrandom::fill(&mut secret).map_err(|_| Error::Random)?;
+        let (entries, tree, holders, certificates) = (
+            self.cf(LOG_ENTRIES)?,
+            self.cf(LOG_TREE)?,
+            self.cf(LOG_BY_HOLDER)?,
+            self.cf(LOG_BY_CERTIFICATE)?,
+        );
+        let mut frontier = self.log.lock().map_err(|_| Error::Poisoned)?;
+        let mut grown = frontier.clone();
+        let index = grown.size();
+        let commitment = record.commitment(&secret);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            &entries,
+            index.to_be_bytes(),
+            [&secret[..], &record.encode()].concat(),
+        );
+        for node in grown.append(leaf_hash(&commitment.0)) {
+            batch.put_cf(&tree, tree_key(node.level, node.index), node.hash.0);
+        }
+        if let Some(holder) = record.holder() {
+            batch.put_cf(&holders, index_key(holder.as_bytes(), index), []);
+        }
+        if let Some(certificate) = record.certificate_id() {
+            batch.put_cf(&certificates, index_key(certificate.as_bytes(), index), []);
+        }
+        drop((entries, tree, holders, certificates));
+        self.write(batch, "append a log record")?;
+        self.log_size.store(grown.size(), Ordering::Release);
+        *frontier = grown;
+        Ok(Receipt {
+            index,
+            commitment: commitment.0,
+        })
+    }
+
     fn read_entry(&self, index: u64) -> Result<Option<StoredEntry>, Error> {
         if index < self.log_retained_from.load(Ordering::Acquire) {
             return Ok(None);
@@ -194,18 +236,16 @@ impl Inner {
                 .ok_or_else(|| Error::Corrupt("a log entry key is not 8 bytes".into()))?;
             let stored = decode_stored(index, &value)?;
             // Entries are in index order, which is time order to within a batch.
-            if stored.entry.at_ms >= cutoff_ms || next - from >= 10_000 {
+            if stored.record.at_ms() >= cutoff_ms || next - from >= 10_000 {
                 break;
             }
             batch.delete_cf(&entries, key);
-            batch.delete_cf(
-                &holders,
-                index_key(stored.entry.web_number.as_bytes(), index),
-            );
-            batch.delete_cf(
-                &certificates,
-                index_key(stored.entry.certificate_id.as_bytes(), index),
-            );
+            if let Some(holder) = stored.record.holder() {
+                batch.delete_cf(&holders, index_key(holder.as_bytes(), index));
+            }
+            if let Some(certificate) = stored.record.certificate_id() {
+                batch.delete_cf(&certificates, index_key(certificate.as_bytes(), index));
+            }
             next = index + 1;
         }
         if next == from {
@@ -220,15 +260,15 @@ impl Inner {
 }
 
 fn decode_stored(index: u64, value: &[u8]) -> Result<StoredEntry, Error> {
-    let corrupt = || Error::Corrupt(format!("log entry {index} is not a secret and an entry"));
-    if value.len() != ENTRY_SECRET_LEN + VERIFICATION_ENTRY_LEN {
+    let corrupt = || Error::Corrupt(format!("log entry {index} is not a secret and a record"));
+    if value.len() <= ENTRY_SECRET_LEN {
         return Err(corrupt());
     }
-    let entry = decode_entry(&value[ENTRY_SECRET_LEN..]).map_err(|_| corrupt())?;
+    let record = Record::decode(&value[ENTRY_SECRET_LEN..]).map_err(|_| corrupt())?;
     Ok(StoredEntry {
         index,
         secret: value[..ENTRY_SECRET_LEN].try_into().expect("16 bytes"),
-        entry,
+        record,
     })
 }
 
@@ -295,6 +335,13 @@ impl LogStore for DurableStore {
     ) -> Result<Vec<StoredEntry>, LogError> {
         self.inner
             .entries_by(LOG_BY_CERTIFICATE, certificate_id.as_bytes(), 0, usize::MAX)
+            .map_err(log_error)
+    }
+
+    fn append_access(&self, access: &AccessEntry) -> Result<Receipt, LogError> {
+        access.validate()?;
+        self.inner
+            .append_record(&Record::Access(access.clone()))
             .map_err(log_error)
     }
 

@@ -462,3 +462,113 @@ async fn a_node_without_the_log_answers_as_before_and_says_so() {
         (404, Some("log_disabled"))
     );
 }
+
+async fn authority_query(node: &Node, key: &str, body: Value) -> (u16, Value) {
+    let (status, answer) = node
+        .client()
+        .await
+        .call(Method::POST, "/v1/admin/log/query", Some(key), Some(body))
+        .await
+        .unwrap();
+    (status.as_u16(), answer)
+}
+
+async fn holder_reads(node: &Node, holder: WebNumber, device: &DeviceSigningKey) -> Vec<Value> {
+    let read = LogRead::new(holder, 0, SystemClock.now())
+        .unwrap()
+        .sign(device)
+        .unwrap();
+    let (status, log) = read_log(
+        node,
+        &serde_json::to_value(LogReadBody::from(&read)).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    log["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authority_reads_only_with_a_case_reference_and_the_holder_sees_it_unless_sealed() {
+    let node = Node::start(|_| {}).await;
+    let mut client = node.client().await;
+    let (shop, authority) = (
+        node.prepared.shop_key.clone(),
+        node.prepared.authority_key.clone(),
+    );
+    let phone = DeviceSigningKey::generate().unwrap();
+    let holder = enroll(&node, &phone, 3).await;
+    let certificate = holder_certificate(&node, holder, &phone).await;
+    assert_eq!(verdict(&mut client, &shop, &certificate).await, "valid");
+
+    // Refused: no case reference, a reference that could carry anything, two targets, or a
+    // platform's key. None of these is recorded or answered with entries.
+    for bad in [
+        json!({ "web_number": holder }),
+        json!({ "web_number": holder, "case_reference": "line\nbreak" }),
+        json!({ "web_number": holder, "certificate_id": "00".repeat(16), "case_reference": "x" }),
+        json!({ "web_number": holder, "case_reference": "x", "sealed_days": 366 }),
+    ] {
+        let (status, answer) = authority_query(&node, &authority, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+    let (status, _) = authority_query(
+        &node,
+        &shop,
+        json!({ "web_number": holder, "case_reference": "x" }),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // By Web Number: the answer holds the holder's entry and the access itself, recorded first.
+    let (status, answer) = authority_query(
+        &node,
+        &authority,
+        json!({ "web_number": holder, "case_reference": "case 2026/0042" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let kinds: Vec<&str> = answer["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["verification", "access"]);
+    assert_eq!(answer["access"]["log_index"], 1);
+
+    // By certificate, sealed for 30 days: recorded, but the holder is not shown it yet.
+    let id = &answer["entries"][0]["certificate_id"];
+    let (status, sealed) = authority_query(
+        &node,
+        &authority,
+        json!({ "certificate_id": id, "case_reference": "case 2026/0043", "sealed_days": 30 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{sealed}");
+    assert_eq!(sealed["access"]["log_index"], 2);
+
+    let seen = holder_reads(&node, holder, &phone).await;
+    let summary: Vec<(&str, Option<&str>)> = seen
+        .iter()
+        .map(|entry| {
+            (
+                entry["kind"].as_str().unwrap(),
+                entry["case_reference"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("verification", None), ("access", Some("case 2026/0042"))],
+        "the holder sees the open access, not the sealed one"
+    );
+    // The open access is committed like any entry: its commitment opens with its secret.
+    let access = &seen[1];
+    let bytes = hex::decode(access["entry"].as_str().unwrap()).unwrap();
+    let secret = hex::decode(access["secret"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        rfc9162::sm3(&[b"CYBERID-LOG-ENTRY-1", &secret, &bytes]),
+        h(&access["commitment"])
+    );
+    assert_eq!(bytes[0], 2, "an access record");
+}
