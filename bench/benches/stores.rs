@@ -1,5 +1,6 @@
 //! The stores: nonce insert-if-absent in memory and durably (group commit at several batch
-//! sizes, and concurrent single callers sharing fsyncs), and revocation lookups.
+//! sizes, concurrent single callers sharing fsyncs, and a batch with and without its
+//! authentication log entries), and revocation lookups.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cyberid_bench::{NOW, claim, web_number};
 use cyberid_engine::{
-    ManualClock, MemoryNonceStore, NonceStore, RevocationChange, RevocationRecord, RevocationSet,
-    Standing,
+    LogEntry, LogItem, LogOutcome, ManualClock, MemoryNonceStore, NonceStore, PlatformId,
+    RevocationChange, RevocationRecord, RevocationSet, Standing,
 };
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 
@@ -122,5 +123,54 @@ fn revocation_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, nonce_memory, nonce_durable, revocation_lookup);
+/// What the authentication log adds to a settled batch of 64 on the embedded store: the same
+/// synced write with and without the batch's log entries (issue #16's cost), measured in turn.
+fn nonce_logged(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = durable_store(&dir);
+    let mut next = 0u64;
+    let mut group = c.benchmark_group("nonce/durable_64");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(64));
+    let platform: PlatformId = "shop.example".parse().expect("platform id");
+    for logged in [false, true] {
+        let name = if logged { "logged" } else { "unlogged" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let claims: Vec<_> = (0..64).map(|i| claim(next + i)).collect();
+                next += 64;
+                if !logged {
+                    return store.consume_batch(&claims).expect("durable").len();
+                }
+                let items: Vec<LogItem> = claims
+                    .iter()
+                    .enumerate()
+                    .map(|(position, claim)| LogItem {
+                        entry: LogEntry {
+                            at_ms: NOW * 1000,
+                            platform,
+                            web_number: web_number(next + position as u64),
+                            certificate_id: claim.certificate_id,
+                            outcome: LogOutcome::Valid,
+                            disclosed: 0,
+                        },
+                        claim: Some(position),
+                    })
+                    .collect();
+                store.consume_logged(&claims, &items).expect("durable").1.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    nonce_memory,
+    nonce_durable,
+    nonce_logged,
+    revocation_lookup
+);
 criterion_main!(benches);
