@@ -159,7 +159,11 @@ fn nonce_logged(c: &mut Criterion) {
                         claim: Some(position),
                     })
                     .collect();
-                store.consume_logged(&claims, &items).expect("durable").1.len()
+                store
+                    .consume_logged(&claims, &items)
+                    .expect("durable")
+                    .1
+                    .len()
             })
         });
     }

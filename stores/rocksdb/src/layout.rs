@@ -9,8 +9,8 @@
 //! | `nonces-<bucket>` | certificate id (16 bytes) | `retain_until`, u64 BE, then the claiming request key, u64 BE, if any |
 //! | `enrollment_index` | blind index (32 bytes) | Web Number (10 bytes) |
 //! | `enrollments` | Web Number (10 bytes) | the enrollment's stored form (`cyberid_identity::Enrollment::encode`) |
-//! | `log_entries` | log index, u64 BE | the entry's secret (16 bytes), then the entry (protocol.md §12) |
-//! | `log_tree` | level (1 byte), then index among that level's subtrees (u64 BE) | the complete subtree's hash (32 bytes); level 0 are the leaves, the entries' commitments |
+//! | `log_entries` | the first log index of a run (one batch's entries), u64 BE | for each entry: its secret (16 bytes), its length (u16 BE), its record (protocol.md §12) |
+//! | `log_tree` | the first leaf index of a run, u64 BE | every complete subtree that run's leaves completed: level (1 byte), index among that level's subtrees (u64 BE), hash (32 bytes); level 0 are the leaves, `SM3(0x00 \|\| commitment)` |
 //! | `log_by_holder` | Web Number (10 bytes), then log index (u64 BE) | empty |
 //! | `log_by_certificate` | certificate id (16 bytes), then log index (u64 BE) | empty |
 //! | `log_heads` | tree size, u64 BE | the signed tree head (131 bytes) |

@@ -143,7 +143,9 @@ async fn sigkill_keeps_every_acknowledged_entry_and_tampering_is_found() {
         let entries = db.cf_handle("log_entries").unwrap();
         let mut value = db.get_cf(&entries, 0u64.to_be_bytes()).unwrap().unwrap();
         *original.borrow_mut() = value.clone();
-        value[16 + 52] ^= 2;
+        // The first run's first record: secret (16), length (2), then the entry, whose
+        // outcome is its byte 52.
+        value[16 + 2 + 52] ^= 2;
         db.put_cf(&entries, 0u64.to_be_bytes(), value).unwrap();
     });
     let (passed, text) = log_verify(&["--data-dir", data_dir]);
@@ -155,13 +157,17 @@ async fn sigkill_keeps_every_acknowledged_entry_and_tampering_is_found() {
     });
     assert!(log_verify(&["--data-dir", data_dir]).0);
 
-    // ...or cut short: the last entries gone, the signed heads that covered them not.
+    // ...or cut short: the last batch's entries gone, the signed heads that covered them not.
     edit(&|db| {
-        let tree = db.cf_handle("log_tree").unwrap();
-        let last = leaves.len() as u64 - 1;
-        let mut key = vec![0u8];
-        key.extend_from_slice(&last.to_be_bytes());
-        db.delete_cf(&tree, key).unwrap();
+        for family in ["log_tree", "log_entries"] {
+            let handle = db.cf_handle(family).unwrap();
+            let (last, _) = db
+                .iterator_cf(&handle, rocksdb::IteratorMode::End)
+                .next()
+                .unwrap()
+                .unwrap();
+            db.delete_cf(&handle, last).unwrap();
+        }
     });
     let (passed, text) = log_verify(&["--data-dir", data_dir]);
     assert!(!passed && text.contains("larger than the log"), "{text}");
