@@ -352,9 +352,14 @@ impl RevocationRecord {
     /// authority is a credential name, 1 to 64 characters from A-Z a-z 0-9 `- _ . :`.
     pub fn validate(&self) -> Result<(), Error> {
         Self::validate_reason(&self.reason)?;
-        let authority_ok = (1..=64).contains(&self.authority.len())
-            && self
-                .authority
+        Self::validate_authority(&self.authority)
+    }
+
+    /// Checks an authority's credential name alone: 1 to 64 characters from A-Z a-z 0-9
+    /// `- _ . :` ([`Error::Config`]).
+    pub fn validate_authority(authority: &str) -> Result<(), Error> {
+        let authority_ok = (1..=64).contains(&authority.len())
+            && authority
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
         if !authority_ok {

@@ -297,6 +297,21 @@ pub(crate) fn one_time_claim(
     }
 }
 
+/// A signed message's nonce (32 hex digits) and SM2 signature `r || s` (128 hex digits), as
+/// the holder's app sends them.
+pub(crate) fn decode_nonce_and_signature(
+    nonce: &str,
+    signature: &str,
+) -> Result<([u8; REQUEST_NONCE_LEN], [u8; 64]), Error> {
+    let mut decoded_nonce = [0u8; REQUEST_NONCE_LEN];
+    hex::decode_to_slice(nonce, &mut decoded_nonce)
+        .map_err(|_| Error::HolderRequest("the nonce is 32 hexadecimal digits"))?;
+    let mut decoded_signature = [0u8; 64];
+    hex::decode_to_slice(signature, &mut decoded_signature)
+        .map_err(|_| Error::HolderRequest("the signature is 128 hexadecimal digits (r || s)"))?;
+    Ok((decoded_nonce, decoded_signature))
+}
+
 /// The wire form of a signed holder request (JSON).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,13 +339,7 @@ impl TryFrom<HolderRequestBody> for SignedHolderRequest {
     type Error = Error;
 
     fn try_from(body: HolderRequestBody) -> Result<Self, Error> {
-        let mut nonce = [0u8; REQUEST_NONCE_LEN];
-        hex::decode_to_slice(&body.nonce, &mut nonce)
-            .map_err(|_| Error::HolderRequest("the nonce is 32 hexadecimal digits"))?;
-        let mut signature = [0u8; 64];
-        hex::decode_to_slice(&body.signature, &mut signature).map_err(|_| {
-            Error::HolderRequest("the signature is 128 hexadecimal digits (r || s)")
-        })?;
+        let (nonce, signature) = decode_nonce_and_signature(&body.nonce, &body.signature)?;
         if body.lifetime == Some(0) {
             return Err(Error::HolderRequest("a lifetime is at least 1 second"));
         }

@@ -11,7 +11,9 @@
 
 use cyberid_engine::{NonceClaim, WebNumber};
 
-use crate::holder::{CLOCK_AHEAD, DeviceKey, DeviceSigningKey, fresh, one_time_claim};
+use crate::holder::{
+    CLOCK_AHEAD, DeviceKey, DeviceSigningKey, decode_nonce_and_signature, fresh, one_time_claim,
+};
 use crate::{Error, REQUEST_NONCE_LEN};
 
 const TAG: &[u8; 20] = b"CYBERID-HOLDER-LOG-1";
@@ -117,13 +119,7 @@ impl TryFrom<LogReadBody> for SignedLogRead {
     type Error = Error;
 
     fn try_from(body: LogReadBody) -> Result<Self, Error> {
-        let mut nonce = [0u8; REQUEST_NONCE_LEN];
-        hex::decode_to_slice(&body.nonce, &mut nonce)
-            .map_err(|_| Error::HolderRequest("the nonce is 32 hexadecimal digits"))?;
-        let mut signature = [0u8; 64];
-        hex::decode_to_slice(&body.signature, &mut signature).map_err(|_| {
-            Error::HolderRequest("the signature is 128 hexadecimal digits (r || s)")
-        })?;
+        let (nonce, signature) = decode_nonce_and_signature(&body.nonce, &body.signature)?;
         Ok(Self {
             read: LogRead {
                 web_number: body.web_number,

@@ -133,16 +133,9 @@ impl AccessEntry {
                 "a case reference is 1 to 64 characters from A-Z a-z 0-9, space and - _ . : , / ( )",
             )
         })?;
-        let authority_ok = (1..=64).contains(&self.authority.len())
-            && self
-                .authority
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-        if !authority_ok {
-            return Err(Error::Encoding(
-                "an authority is 1 to 64 characters from A-Z a-z 0-9 - _ . :",
-            ));
-        }
+        RevocationRecord::validate_authority(&self.authority).map_err(|_| {
+            Error::Encoding("an authority is 1 to 64 characters from A-Z a-z 0-9 - _ . :")
+        })?;
         Ok(())
     }
 }
