@@ -90,6 +90,33 @@ fn dispatch(arguments: &[String]) -> Result<(), String> {
     }
 }
 
+/// The checkout this xtask was started in, found at run time.
+///
+/// Not `env!("CARGO_MANIFEST_DIR")`: that is baked in at compile time, and the binary lives in a
+/// target directory shared by every checkout, so a binary built in another (perhaps deleted)
+/// checkout would run its steps there. `cargo run` sets the variable for the process it starts;
+/// without it (the binary run by hand) the checkout is the nearest directory up from here
+/// holding `xtask/Cargo.toml`.
+fn checkout_root() -> Result<PathBuf, String> {
+    if let Some(dir) = env::var_os("CARGO_MANIFEST_DIR").filter(|d| !d.is_empty()) {
+        let xtask = PathBuf::from(dir);
+        return xtask
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| format!("{} has no parent directory", xtask.display()));
+    }
+    let here = env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    here.ancestors()
+        .find(|dir| dir.join("xtask/Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            format!(
+                "{} is not inside a cyberid checkout: run `cargo xtask` there",
+                here.display()
+            )
+        })
+}
+
 /// The checkout and the cargo that runs its builds.
 #[derive(Debug)]
 pub(crate) struct Workspace {
@@ -101,10 +128,7 @@ pub(crate) struct Workspace {
 
 impl Workspace {
     fn new() -> Result<Self, String> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .ok_or("the xtask crate has no parent directory")?
-            .to_path_buf();
+        let root = checkout_root()?;
         let cargo = env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
         let target_dir = match env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => {
