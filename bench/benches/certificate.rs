@@ -18,6 +18,7 @@ fn certificate(c: &mut Criterion) {
         platform: Some("shop.example".parse().expect("valid id")),
         now: NOW,
         request: None,
+        disclose: cyberid_engine::Attributes::NONE,
     };
 
     let mut group = c.benchmark_group("certificate");

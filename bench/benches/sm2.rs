@@ -59,6 +59,7 @@ fn batches(c: &mut Criterion) {
         platform: None,
         now: NOW,
         request: None,
+        disclose: cyberid_engine::Attributes::NONE,
     };
     let mut group = c.benchmark_group("sm2/batch_signed_checks");
     for threads in [1usize, 2] {

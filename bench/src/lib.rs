@@ -51,6 +51,7 @@ pub fn verify_wave(pipeline: &Pipeline, wave: Vec<String>) {
         platform: None,
         now: NOW,
         request: None,
+        disclose: cyberid_engine::Attributes::NONE,
     };
     let pending: Vec<_> = wave
         .into_iter()

@@ -7,7 +7,7 @@
 //! HMAC-SM3(credential secret, key): a copy of `credentials.toml` alone lets nobody in. The
 //! running server checks presented keys against it (the server's `auth` module).
 
-use cyberid_engine::PlatformId;
+use cyberid_engine::{Attributes, PlatformId};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +155,10 @@ pub struct PlatformEntry {
     /// results name the holder by a pairwise subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_number: Option<WebNumberEntitlement>,
+    /// An authority's entitlement to attributes beyond the result (name, resident id), for a
+    /// stated purpose; each answer carries them only where the holder also consented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<DisclosureEntitlement>,
     /// Its API keys (several during a rotation).
     #[serde(default, rename = "key")]
     pub keys: Vec<StoredKey>,
@@ -173,8 +177,39 @@ pub struct WebNumberEntitlement {
     pub granted_at: u64,
 }
 
-/// Longest legal basis recorded with an entitlement, in characters.
+/// An authority's decision that a platform may receive attributes beyond the result, for a
+/// purpose, on a legal basis. Holders consent to that purpose (by its SM3 digest), so a new
+/// purpose needs their consent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureEntitlement {
+    /// The attributes (never empty).
+    pub attributes: Attributes,
+    /// What the platform uses them for, as holders are shown it: 1 to 200 characters.
+    pub purpose: String,
+    /// The authority that granted it.
+    pub authority: String,
+    /// The legal basis cited: 1 to 200 characters, no control characters.
+    pub basis: String,
+    /// When, Unix seconds.
+    pub granted_at: u64,
+}
+
+/// Longest legal basis (or purpose) recorded with an entitlement, in characters.
 const MAX_BASIS_CHARS: usize = 200;
+
+/// A legal basis or purpose, trimmed: 1 to [`MAX_BASIS_CHARS`] characters without control
+/// characters.
+fn recorded_text<'a>(what: &str, text: &'a str) -> Result<&'a str, Error> {
+    let text = text.trim();
+    let chars = text.chars().count();
+    if chars == 0 || chars > MAX_BASIS_CHARS || text.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "the {what} is 1 to {MAX_BASIS_CHARS} characters without control characters"
+        )));
+    }
+    Ok(text)
+}
 
 /// An authority of `credentials.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +309,7 @@ impl DataDir {
             scopes: scopes.to_vec(),
             rate_limit,
             web_number: None,
+            disclosure: None,
             keys: vec![key.stored],
         });
         self.write_toml(CREDENTIALS, &file)?;
@@ -290,13 +326,7 @@ impl DataDir {
         basis: &str,
         now: u64,
     ) -> Result<(), Error> {
-        let basis = basis.trim();
-        let chars = basis.chars().count();
-        if chars == 0 || chars > MAX_BASIS_CHARS || basis.chars().any(char::is_control) {
-            return Err(Error::Invalid(format!(
-                "the legal basis is 1 to {MAX_BASIS_CHARS} characters without control characters"
-            )));
-        }
+        let basis = recorded_text("legal basis", basis)?;
         let _lock = self.lock()?;
         let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
         if !file.authorities.iter().any(|a| a.id == authority) {
@@ -312,6 +342,63 @@ impl DataDir {
             basis: basis.to_owned(),
             granted_at: now,
         });
+        self.write_toml(CREDENTIALS, &file)
+    }
+
+    /// Records an authority's entitlement of a platform to `attributes` for `purpose`,
+    /// replacing any earlier one. Holders' standing consents to the same purpose still hold;
+    /// to another purpose they lapse. Nodes apply it at their next credentials reload.
+    pub fn entitle_disclosure(
+        &self,
+        platform: &PlatformId,
+        attributes: Attributes,
+        purpose: &str,
+        authority: &str,
+        basis: &str,
+        now: u64,
+    ) -> Result<(), Error> {
+        if attributes.is_empty() {
+            return Err(Error::Invalid(
+                "an entitlement names at least one attribute".into(),
+            ));
+        }
+        let purpose = recorded_text("purpose", purpose)?;
+        let basis = recorded_text("legal basis", basis)?;
+        let _lock = self.lock()?;
+        let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
+        if !file.authorities.iter().any(|a| a.id == authority) {
+            return Err(Error::NotFound(format!("no such authority: {authority}")));
+        }
+        let entry = file
+            .platforms
+            .iter_mut()
+            .find(|p| p.id == *platform)
+            .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
+        entry.disclosure = Some(DisclosureEntitlement {
+            attributes,
+            purpose: purpose.to_owned(),
+            authority: authority.to_owned(),
+            basis: basis.to_owned(),
+            granted_at: now,
+        });
+        self.write_toml(CREDENTIALS, &file)
+    }
+
+    /// Withdraws a platform's entitlement to attributes: its answers carry the result only
+    /// (from the nodes' next credentials reload), whatever holders consented to.
+    pub fn withdraw_disclosure(&self, platform: &PlatformId) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
+        let entry = file
+            .platforms
+            .iter_mut()
+            .find(|p| p.id == *platform)
+            .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
+        if entry.disclosure.take().is_none() {
+            return Err(Error::NotFound(format!(
+                "platform {platform} is not entitled to any attribute"
+            )));
+        }
         self.write_toml(CREDENTIALS, &file)
     }
 
@@ -498,6 +585,46 @@ mod tests {
         assert_eq!(dir.credentials().unwrap().platforms[0].web_number, None);
         assert_eq!(
             dir.withdraw_web_number(&bank).unwrap_err().code(),
+            "not_found"
+        );
+    }
+
+    #[test]
+    fn a_disclosure_entitlement_names_attributes_a_purpose_and_a_basis() {
+        use cyberid_engine::Attribute;
+        let (_temp, dir) = fixture();
+        let bank: PlatformId = "bank".parse().unwrap();
+        let name = Attributes::of(&[Attribute::Name]);
+        dir.add_platform(&bank, &[Scope::Verify], None, 1).unwrap();
+        dir.add_authority("ops", 1).unwrap();
+        let refused = |attributes, purpose: &str, basis: &str| {
+            dir.entitle_disclosure(&bank, attributes, purpose, "ops", basis, 2)
+                .unwrap_err()
+                .code()
+        };
+        assert_eq!(
+            refused(Attributes::NONE, "account opening", "basis"),
+            "config"
+        );
+        assert_eq!(refused(name, " ", "basis"), "config");
+        assert_eq!(refused(name, "account opening", "tab\there"), "config");
+        dir.entitle_disclosure(&bank, name, " account opening ", "ops", "AML art. 7", 2)
+            .unwrap();
+        // Kept as written to the file, and read back the same.
+        assert_eq!(
+            dir.credentials().unwrap().platforms[0].disclosure,
+            Some(DisclosureEntitlement {
+                attributes: name,
+                purpose: "account opening".into(),
+                authority: "ops".into(),
+                basis: "AML art. 7".into(),
+                granted_at: 2,
+            })
+        );
+        dir.withdraw_disclosure(&bank).unwrap();
+        assert_eq!(dir.credentials().unwrap().platforms[0].disclosure, None);
+        assert_eq!(
+            dir.withdraw_disclosure(&bank).unwrap_err().code(),
             "not_found"
         );
     }

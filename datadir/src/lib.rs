@@ -50,9 +50,9 @@ mod keys;
 mod log_key;
 
 pub use credentials::{
-    AGENT_PREFIX, AUTHORITY_PREFIX, AuthorityEntry, CredentialsFile, KEY_ID_LEN, PLATFORM_PREFIX,
-    PlatformEntry, PrincipalKind, Scope, StoredKey, WebNumberEntitlement, decode_id, hash_key,
-    parse_api_key,
+    AGENT_PREFIX, AUTHORITY_PREFIX, AuthorityEntry, CredentialsFile, DisclosureEntitlement,
+    KEY_ID_LEN, PLATFORM_PREFIX, PlatformEntry, PrincipalKind, Scope, StoredKey,
+    WebNumberEntitlement, decode_id, hash_key, parse_api_key,
 };
 pub use error::Error;
 pub use identity::IdentityKeys;

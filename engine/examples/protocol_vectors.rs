@@ -169,6 +169,7 @@ fn main() -> Result<()> {
         assurance: Assurance::High,
         claims: Claims {
             age: Some(AgeBracket::Adult),
+            ..Claims::default()
         },
         audience: Some(SHOP.parse()?),
     };
@@ -335,6 +336,7 @@ fn main() -> Result<()> {
         assurance: Assurance::Low,
         claims: Claims {
             age: Some(AgeBracket::Minor),
+            ..Claims::default()
         },
         audience: None,
         ..fields

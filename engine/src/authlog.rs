@@ -117,6 +117,11 @@ impl LogItem {
         if let Some(claim) = self.claim {
             entry.outcome = LogOutcome::of_nonce(*outcomes.get(claim)?)?;
         }
+        // Attributes go out with a `valid` answer only (a retried request's answer is the
+        // first one again, attributes included); any other outcome disclosed nothing.
+        if !matches!(entry.outcome, LogOutcome::Valid | LogOutcome::Repeated) {
+            entry.disclosed = 0;
+        }
         Some(entry)
     }
 }
@@ -150,6 +155,26 @@ mod tests {
             Some(LogOutcome::HistoryUnavailable)
         );
         assert_eq!(outcome(NonceOutcome::Expired), None);
+        let disclosing = LogItem {
+            entry: LogEntry {
+                disclosed: 0b11,
+                ..item.entry
+            },
+            ..item
+        };
+        let disclosed = |nonce| {
+            disclosing
+                .finalise(&[NonceOutcome::Fresh, nonce])
+                .map(|e| e.disclosed)
+        };
+        assert_eq!(disclosed(NonceOutcome::Fresh), Some(0b11));
+        assert_eq!(disclosed(NonceOutcome::Repeated), Some(0b11));
+        assert_eq!(
+            disclosed(NonceOutcome::Replayed),
+            Some(0),
+            "a replay discloses nothing"
+        );
+        assert_eq!(disclosed(NonceOutcome::BeforeHistory), Some(0));
         assert_eq!(
             item.finalise(&[NonceOutcome::Fresh]),
             None,

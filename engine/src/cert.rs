@@ -7,7 +7,7 @@ use std::fmt;
 use crate::keys::KEY_ID_LEN;
 use crate::platform::PLATFORM_ID_LEN;
 use crate::web_number::WEB_NUMBER_LEN;
-use crate::{Error, KeyId, PlatformId, WebNumber, base45};
+use crate::{Attributes, Error, KeyId, PlatformId, WebNumber, base45};
 
 /// The only format version this engine reads and writes.
 pub const FORMAT_VERSION: u8 = 1;
@@ -131,6 +131,11 @@ pub enum AgeBracket {
 
 /// The claims disclosed to the verifying platform. Anything the holder did not consent to
 /// disclose is absent.
+///
+/// One byte on the wire (protocol.md §3): bits 0-1 the age bracket (0 none, 1 minor, 2
+/// adult), bits 2-3 the holder's consent to disclose attributes to the audience (bit 2 name,
+/// bit 3 resident id), bits 4-7 zero. Consent is only ever to the one platform a certificate
+/// names, so a certificate with consent and no audience is malformed.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
@@ -138,25 +143,34 @@ pub struct Claims {
     /// Age bracket, if disclosed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub age: Option<AgeBracket>,
+    /// The attributes the holder consented, when asking for this certificate, to disclose to
+    /// its audience. Disclosed only where an authority also entitled that platform to them.
+    #[serde(skip_serializing_if = "Attributes::is_empty", default)]
+    pub consent: Attributes,
 }
 
 impl Claims {
+    const CONSENT_SHIFT: u32 = 2;
+
     fn to_byte(self) -> u8 {
-        match self.age {
+        let age = match self.age {
             None => 0,
             Some(AgeBracket::Minor) => 1,
             Some(AgeBracket::Adult) => 2,
-        }
+        };
+        age | self.consent.bits() << Self::CONSENT_SHIFT
     }
 
     fn from_byte(byte: u8) -> Result<Self, Error> {
-        let age = match byte {
+        let age = match byte & 0b11 {
             0 => None,
             1 => Some(AgeBracket::Minor),
             2 => Some(AgeBracket::Adult),
             _ => return Err(Error::Malformed("claims byte has an undefined value")),
         };
-        Ok(Self { age })
+        let consent = Attributes::from_bits(byte >> Self::CONSENT_SHIFT)
+            .ok_or(Error::Malformed("claims byte has an undefined value"))?;
+        Ok(Self { age, consent })
     }
 }
 
@@ -249,6 +263,9 @@ impl Certificate {
             .ok_or(Error::Malformed("assurance level is not 1, 2 or 3"))?;
         let claims = Claims::from_byte(bytes[CLAIMS_AT])?;
         let audience = PlatformId::from_audience_field(&array(field(AUDIENCE_AT, SIGNED_LEN)))?;
+        if audience.is_none() && !claims.consent.is_empty() {
+            return Err(Error::Malformed("consent to disclose names no audience"));
+        }
         let fields = CertificateFields {
             key_id,
             web_number,
@@ -357,11 +374,14 @@ pub(crate) mod tests {
             0u64..=u64::MAX - 65_535,
             1u16..,
             1u8..=3,
-            0u8..=2,
+            (0u8..=2, 0u8..=3),
             audience,
         )
             .prop_map(
-                |(key, number, id, issued_at, lifetime, assurance, claims, audience)| {
+                |(key, number, id, issued_at, lifetime, assurance, (age, consent), audience)| {
+                    // Consent goes to an audience only.
+                    let consent = if audience.is_some() { consent } else { 0 };
+                    let claims = age | consent << 2;
                     CertificateFields {
                         key_id: KeyId::from_bytes(key),
                         web_number: number.parse().unwrap(),
@@ -381,6 +401,50 @@ pub(crate) mod tests {
         assert_eq!(SIGNED_LEN, 63);
         assert_eq!(CERTIFICATE_LEN, 127);
         assert_eq!(TEXT_LEN, 195);
+    }
+
+    #[test]
+    fn the_claims_byte_holds_an_age_and_consent_to_the_audience_only() {
+        use crate::Attribute;
+        let claims = |byte| Claims::from_byte(byte);
+        assert_eq!(claims(0b0000_0010).unwrap().age, Some(AgeBracket::Adult));
+        let both = claims(0b0000_1101).unwrap();
+        assert_eq!(both.age, Some(AgeBracket::Minor));
+        assert_eq!(both.consent, Attributes::of(&Attribute::ALL));
+        assert_eq!(both.to_byte(), 0b0000_1101);
+        for undefined in [0b0000_0011, 0b0001_0000, 0b1000_0000] {
+            assert!(claims(undefined).is_err(), "{undefined:#010b}");
+        }
+        // Consent without an audience is refused by the decoder and by the issuer alike.
+        let fields = CertificateFields {
+            key_id: KeyId::from_bytes([1; 8]),
+            web_number: "7K3MQ9XZ2P".parse().unwrap(),
+            certificate_id: CertificateId([2; 16]),
+            issued_at: 1_000,
+            lifetime: 180,
+            assurance: Assurance::Substantial,
+            claims: Claims {
+                age: None,
+                consent: Attributes::of(&[Attribute::Name]),
+            },
+            audience: Some("bank.example".parse().unwrap()),
+        };
+        let signed = Certificate::assemble(fields, &[0; 64]);
+        assert_eq!(
+            Certificate::from_bytes(signed.as_bytes()).unwrap().fields(),
+            &fields
+        );
+        let unaddressed = Certificate::assemble(
+            CertificateFields {
+                audience: None,
+                ..fields
+            },
+            &[0; 64],
+        );
+        assert_eq!(
+            Certificate::from_bytes(unaddressed.as_bytes()),
+            Err(Error::Malformed("consent to disclose names no audience"))
+        );
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub enum Error {
          without a leading or trailing space"
     )]
     BadReason,
+    /// Consent to disclose attributes is given to one platform: a certificate carrying it must
+    /// name its audience.
+    #[error("consent to disclose attributes needs an audience: name the platform it is for")]
+    ConsentWithoutAudience,
 }
 
 /// Who must act on an [`Error`]: it picks the HTTP status and the metric label.
@@ -154,6 +158,7 @@ impl Error {
             Error::NonceCapacity { .. } => "nonce_store_full",
             Error::RevocationFinal => "revocation_final",
             Error::BadReason => "bad_reason",
+            Error::ConsentWithoutAudience => "consent_without_audience",
         }
     }
 
@@ -181,7 +186,8 @@ impl Error {
             | Error::Malformed(_)
             | Error::UnsupportedVersion(_)
             | Error::RevocationFinal
-            | Error::BadReason => Fault::Caller,
+            | Error::BadReason
+            | Error::ConsentWithoutAudience => Fault::Caller,
         }
     }
 

@@ -93,6 +93,9 @@ impl Issuer {
                 max: u64::from(self.policy.max_lifetime),
             });
         }
+        if request.audience.is_none() && !request.claims.consent.is_empty() {
+            return Err(Error::ConsentWithoutAudience);
+        }
         Ok(lifetime)
     }
 

@@ -11,7 +11,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use cyberid_engine::{
-//!     Context, Input, IssueRequest, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry,
+//!     Attributes, Context, Input, IssueRequest, Issuer, IssuerPolicy, IssuerSigningKey, KeyRegistry,
 //!     MemoryNonceStore, MemoryRevocationSet, Reason, Verdict, Verifier, VerifierConfig,
 //!     WebNumber,
 //! };
@@ -35,7 +35,13 @@
 //!     Arc::new(MemoryNonceStore::new(started)),
 //!     VerifierConfig::default(),
 //! );
-//! let context = Context { platform: Some("shop.example".parse()?), now: now + 5, request: None };
+//! let context = Context {
+//!     platform: Some("shop.example".parse()?),
+//!     now: now + 5,
+//!     request: None,
+//!     // Attributes beyond the result, when the platform is entitled and the holder consented.
+//!     disclose: Attributes::NONE,
+//! };
 //!
 //! match verifier.verify(Input::Text(&text), &context)? {
 //!     Verdict::Valid(verified) => assert_eq!(verified.web_number, holder),
@@ -52,6 +58,7 @@ mod authlog;
 mod base45;
 mod cert;
 mod clock;
+mod disclosure;
 mod error;
 mod issue;
 mod keys;
@@ -71,6 +78,7 @@ pub use cert::{
     FORMAT_VERSION, TEXT_LEN, TEXT_PREFIX,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use disclosure::{Attribute, Attributes};
 pub use error::{Error, Fault};
 pub use issue::{IssueRequest, Issuer, IssuerPolicy};
 pub use keys::{
@@ -79,7 +87,7 @@ pub use keys::{
 pub use nonce_map::{Inserted, NonceMap};
 pub use observe::Observer;
 pub use pipeline::{OwnedInput, PendingVerdict, Pipeline, PipelineConfig, PipelineStats};
-pub use platform::PlatformId;
+pub use platform::{PLATFORM_ID_LEN, PlatformId};
 pub use request_key::RequestKey;
 pub use store::{
     EnrollmentEvent, MemoryNonceStore, MemoryRevocationSet, NonceClaim, NonceOutcome, NonceStore,

@@ -23,6 +23,7 @@ fn context() -> Context {
         platform: None,
         now: NOW,
         request: None,
+        disclose: crate::Attributes::NONE,
     }
 }
 

@@ -5,8 +5,9 @@ use std::str::FromStr;
 
 use crate::Error;
 
-/// Longest platform id, and the width of the audience field in a certificate.
-pub(crate) const PLATFORM_ID_LEN: usize = 16;
+/// Longest platform id, and the width of the audience field in a certificate (an id,
+/// NUL-padded).
+pub const PLATFORM_ID_LEN: usize = 16;
 
 /// The id of an internet platform that verifies certificates: 1 to 16 characters from
 /// `a-z`, `0-9`, `.`, `_` and `-`.
@@ -45,10 +46,9 @@ impl PlatformId {
     }
 
     /// Reads a certificate's audience field: all zero means no audience; otherwise an id
-    /// followed only by zero padding.
-    pub(crate) fn from_audience_field(
-        field: &[u8; PLATFORM_ID_LEN],
-    ) -> Result<Option<Self>, Error> {
+    /// followed only by zero padding. Other fixed-layout forms that name a platform (a
+    /// holder's signed requests, store keys) use the same 16 bytes.
+    pub fn from_audience_field(field: &[u8; PLATFORM_ID_LEN]) -> Result<Option<Self>, Error> {
         let len = field
             .iter()
             .position(|&b| b == 0)
@@ -70,8 +70,8 @@ impl PlatformId {
         }))
     }
 
-    /// The audience field for this id.
-    pub(crate) fn audience_field(&self) -> &[u8; PLATFORM_ID_LEN] {
+    /// The id in 16 bytes, NUL-padded: a certificate's audience field.
+    pub fn audience_field(&self) -> &[u8; PLATFORM_ID_LEN] {
         &self.padded
     }
 

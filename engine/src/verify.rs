@@ -149,6 +149,12 @@ pub struct Context {
     /// ([`RequestKey::derive`](crate::RequestKey::derive) from its `Idempotency-Key`): a retry
     /// of a verification whose answer was lost gets that answer again, not `replayed`.
     pub request: Option<crate::RequestKey>,
+    /// The attributes the answer will carry if the verdict is `valid` (the caller checked the
+    /// platform's entitlement and the holder's consent, and holds the values ready): the log
+    /// entry records this set, in the same durable write as the nonce, so no answer can
+    /// disclose anything the log does not show. [`Attributes::NONE`](crate::Attributes) for
+    /// the result only.
+    pub disclose: crate::Attributes,
 }
 
 /// A certificate as received: its text form or its binary form.
@@ -375,7 +381,11 @@ impl Verifier {
                             } else {
                                 LogOutcome::Valid
                             },
-                            disclosed: 0,
+                            disclosed: if revoked {
+                                0
+                            } else {
+                                u16::from(context.disclose.bits())
+                            },
                         };
                         let claim = (!revoked).then(|| claims.len() - 1);
                         logged.push((position, LogItem { entry, claim }));

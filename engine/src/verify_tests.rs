@@ -52,6 +52,7 @@ fn context(now: u64) -> Context {
         platform: Some(platform("shop.example")),
         now,
         request: None,
+        disclose: crate::Attributes::NONE,
     }
 }
 
@@ -59,6 +60,7 @@ fn request() -> IssueRequest {
     IssueRequest {
         claims: Claims {
             age: Some(AgeBracket::Adult),
+            ..Claims::default()
         },
         ..IssueRequest::new(WebNumber::generate().unwrap())
     }
@@ -95,7 +97,8 @@ fn valid_reveals_only_number_assurance_claims_and_expiry() {
             web_number: request.web_number,
             assurance: Assurance::Substantial,
             claims: Claims {
-                age: Some(AgeBracket::Adult)
+                age: Some(AgeBracket::Adult),
+                ..Claims::default()
             },
             expires_at: NOW + 180,
             receipt: None,
@@ -284,6 +287,7 @@ fn wrong_audience() {
         platform: None,
         now: NOW,
         request: None,
+        disclose: crate::Attributes::NONE,
     };
     assert_eq!(
         verify_text(&fixture, &certificate, &anonymous).reason(),
@@ -293,6 +297,7 @@ fn wrong_audience() {
         platform: Some(platform("bank.example")),
         now: NOW,
         request: None,
+        disclose: crate::Attributes::NONE,
     };
     assert!(verify_text(&fixture, &certificate, &bank).is_valid());
 }
@@ -668,6 +673,7 @@ fn a_retried_request_gets_its_answer_again_and_nobody_else_does() {
     let shop = platform("shop.example");
     let with_key = |key: &[u8]| Context {
         request: Some(RequestKey::derive(&shop, key)),
+        disclose: crate::Attributes::NONE,
         ..context(NOW + 1)
     };
     let first = verify_text(&fixture, &certificate, &with_key(b"login-42"));

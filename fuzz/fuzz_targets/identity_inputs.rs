@@ -1,12 +1,12 @@
-//! The issuing side's parsers: identity numbers and dates, the enrollment and holder-request
-//! bodies, and the stored forms of enrollments and vault keys. None panics; what each accepts
+//! The issuing side's parsers: identity numbers and dates, the enrollment, holder-request and
+//! consent-request bodies, and the stored forms of enrollments, consents and vault keys. None panics; what each accepts
 //! reads back to the same value (one encoding per value).
 #![no_main]
 
 use cyberid_engine::WebNumber;
 use cyberid_identity::{
-    Date, Enrollment, EnrollmentRequest, HolderRequestBody, ResidentId, SealedRecord,
-    SignedHolderRequest, WrappedKey,
+    ConsentRequestBody, Date, Enrollment, EnrollmentRequest, HolderRequestBody, ResidentId,
+    SealedRecord, SignedConsentRequest, SignedHolderRequest, StandingConsent, WrappedKey,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -26,6 +26,15 @@ fuzz_target!(|data: &[u8]| {
     {
         let again = SignedHolderRequest::try_from(HolderRequestBody::from(&signed)).unwrap();
         assert_eq!(again, signed);
+    }
+    if let Ok(body) = serde_json::from_slice::<ConsentRequestBody>(data)
+        && let Ok(signed) = SignedConsentRequest::try_from(body)
+    {
+        let again = SignedConsentRequest::try_from(ConsentRequestBody::from(&signed)).unwrap();
+        assert_eq!(again, signed);
+    }
+    if let Ok(consent) = StandingConsent::decode("bank.example".parse().unwrap(), data) {
+        assert_eq!(consent.encode()[..], data[..]);
     }
     let holder: WebNumber = "7K3MQ9XZ2P".parse().unwrap();
     if let Ok(enrollment) = Enrollment::decode(holder, data) {

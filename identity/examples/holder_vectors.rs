@@ -16,6 +16,7 @@ fn main() {
         web_number: "7K3MQ9XZ2P".parse().unwrap(),
         audience: Some("shop.example".parse().unwrap()),
         disclose: Disclose::Age,
+        consent: cyberid_engine::Attributes::NONE,
         lifetime: Some(120),
         issued_at: 1_796_083_200,
         nonce: core::array::from_fn(|i| i as u8),

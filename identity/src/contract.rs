@@ -17,7 +17,10 @@ use cyberid_engine::{
     EnrollmentEvent, RevocationChange, RevocationRecord, RevocationSet, WebNumber,
 };
 
-use crate::{BlindIndex, DeviceSigningKey, Enrollment, Error, Registry, SealedRecord};
+use crate::{
+    BlindIndex, DeviceSigningKey, Enrollment, Error, Purpose, Registry, SealedRecord,
+    StandingConsent,
+};
 
 /// Runs every registry contract test against `$make: fn(Setup) -> Subject<S>`.
 #[macro_export]
@@ -29,7 +32,8 @@ macro_rules! registry_contract {
                 re_enrollment_replaces_the_device_under_the_same_number,
                 a_revoked_holder_re_enrolls_under_a_new_number,
                 concurrent_first_enrollments_store_one,
-                the_audit_trail_is_written_with_the_enrollment_and_only_then);
+                the_audit_trail_is_written_with_the_enrollment_and_only_then,
+                consents_are_kept_per_holder_and_platform_replaced_and_withdrawn);
         }
     };
 }
@@ -268,4 +272,50 @@ pub fn the_audit_trail_is_written_with_the_enrollment_and_only_then<S: Registry 
     assert_eq!(store.find(&other.index).unwrap(), None);
     assert_eq!(store.holder(&other.web_number).unwrap(), None);
     assert_eq!(history(&**store).len(), 2);
+}
+
+/// See the macro.
+pub fn consents_are_kept_per_holder_and_platform_replaced_and_withdrawn<
+    S: Registry + RevocationSet,
+>(
+    make: impl Fn(Setup) -> Subject<S>,
+) {
+    use cyberid_engine::{Attribute, Attributes};
+    let subject = make(Setup::default());
+    let store = &subject.store;
+    let holder = WebNumber::generate().unwrap();
+    let other = WebNumber::generate().unwrap();
+    let consent = |platform: &str, attributes: &[Attribute], purpose: &str| StandingConsent {
+        platform: platform.parse().unwrap(),
+        attributes: Attributes::of(attributes),
+        purpose: Purpose::of(purpose),
+        given_at: NOW,
+    };
+    // Ids that are prefixes of each other stay apart.
+    let bank = consent("bank", &[Attribute::Name], "account opening");
+    let bank_example = consent("bank.example", &Attribute::ALL, "anti-money-laundering");
+    assert_eq!(store.consent(&holder, &bank.platform).unwrap(), None);
+    assert_eq!(store.consents(&holder).unwrap(), vec![]);
+    store.put_consent(&holder, &bank_example).unwrap();
+    store.put_consent(&holder, &bank).unwrap();
+    store.put_consent(&other, &bank).unwrap();
+    assert_eq!(store.consent(&holder, &bank.platform).unwrap(), Some(bank));
+    assert_eq!(
+        store.consents(&holder).unwrap(),
+        vec![bank, bank_example],
+        "in the order of the platform ids' bytes"
+    );
+    // A new consent to the same platform replaces the old one.
+    let narrower = consent("bank.example", &[Attribute::Name], "anti-money-laundering");
+    store.put_consent(&holder, &narrower).unwrap();
+    assert_eq!(
+        store.consent(&holder, &narrower.platform).unwrap(),
+        Some(narrower)
+    );
+    // Withdrawal: at once, for that holder and platform only, and said when there was none.
+    assert!(store.withdraw_consent(&holder, &bank.platform).unwrap());
+    assert!(!store.withdraw_consent(&holder, &bank.platform).unwrap());
+    assert_eq!(store.consent(&holder, &bank.platform).unwrap(), None);
+    assert_eq!(store.consents(&holder).unwrap(), vec![narrower]);
+    assert_eq!(store.consents(&other).unwrap(), vec![bank]);
 }

@@ -82,6 +82,9 @@ pub enum Error {
     /// A signed request or consent was already used.
     #[error("this signed request was already used; sign a new one")]
     Replayed,
+    /// A consent was refused: it does not match what the platform is entitled to.
+    #[error("consent refused: {0}")]
+    NotEntitled(&'static str),
     /// A stored enrollment does not decode.
     #[error("a stored enrollment does not decode: {0}")]
     Corrupt(&'static str),
@@ -120,6 +123,7 @@ impl Error {
             Error::HolderStanding(_) => "holder_standing",
             Error::Replayed => "request_replayed",
             Error::Corrupt(_) => "registry_corrupt",
+            Error::NotEntitled(_) => "consent_not_entitled",
             Error::Random => "random",
             Error::Engine(error) => error.code(),
         }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! "CYBERID-HOLDER-REQUEST-1" (24) || web_number (10) || audience (16, NUL-padded, all NUL
-//! for none) || disclose (1: 0 nothing, 1 age) || lifetime (u16 BE, 0 for the default) ||
+//! for none) || disclose (1: bit 0 the age bracket, bit 2 consent to disclose the name and
+//! bit 3 the resident id to the audience, other bits 0) || lifetime (u16 BE, 0 for the default) ||
 //! issued_at (u64 BE, Unix seconds) || nonce (16)
 //! ```
 //!
@@ -16,7 +17,7 @@
 use std::fmt;
 
 use cyberid_engine::{
-    CertificateId, IssuerPublicKey, IssuerSigningKey, NonceClaim, PlatformId, WebNumber,
+    Attributes, CertificateId, IssuerPublicKey, IssuerSigningKey, NonceClaim, PlatformId, WebNumber,
 };
 use sm3::{Digest, Sm3};
 
@@ -147,6 +148,10 @@ pub struct HolderRequest {
     pub audience: Option<PlatformId>,
     /// What the certificate discloses.
     pub disclose: Disclose,
+    /// The attributes the holder consents to disclose to the audience, for the purpose its
+    /// entitlement states: carried in the certificate's signed claims, and disclosed only where
+    /// an authority entitled that platform to them. Needs an audience.
+    pub consent: Attributes,
     /// The lifetime asked for, seconds; the service's default when absent.
     pub lifetime: Option<u16>,
     /// When the app signed it, Unix seconds.
@@ -164,6 +169,7 @@ impl HolderRequest {
             web_number,
             audience: None,
             disclose,
+            consent: Attributes::NONE,
             lifetime: None,
             issued_at,
             nonce,
@@ -185,10 +191,11 @@ impl HolderRequest {
             audience[..platform.as_str().len()].copy_from_slice(platform.as_str().as_bytes());
         }
         put(&audience);
-        put(&[match self.disclose {
+        let age = match self.disclose {
             Disclose::Nothing => 0,
             Disclose::Age => 1,
-        }]);
+        };
+        put(&[age | self.consent.bits() << 2]);
         put(&self.lifetime.unwrap_or(0).to_be_bytes());
         put(&self.issued_at.to_be_bytes());
         put(&self.nonce);
@@ -324,6 +331,9 @@ pub struct HolderRequestBody {
     /// What to disclose.
     #[serde(default)]
     pub disclose: Disclose,
+    /// Attributes the holder consents to disclose to the audience: `["name", "resident_id"]`.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub consent: Attributes,
     /// Lifetime asked for, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<u16>,
@@ -343,11 +353,17 @@ impl TryFrom<HolderRequestBody> for SignedHolderRequest {
         if body.lifetime == Some(0) {
             return Err(Error::HolderRequest("a lifetime is at least 1 second"));
         }
+        if body.audience.is_none() && !body.consent.is_empty() {
+            return Err(Error::HolderRequest(
+                "consent to disclose is to one platform: name it as the audience",
+            ));
+        }
         Ok(Self {
             request: HolderRequest {
                 web_number: body.web_number,
                 audience: body.audience,
                 disclose: body.disclose,
+                consent: body.consent,
                 lifetime: body.lifetime,
                 issued_at: body.issued_at,
                 nonce,
@@ -364,6 +380,7 @@ impl From<&SignedHolderRequest> for HolderRequestBody {
             web_number: request.web_number,
             audience: request.audience,
             disclose: request.disclose,
+            consent: request.consent,
             lifetime: request.lifetime,
             issued_at: request.issued_at,
             nonce: hex::encode(request.nonce),
@@ -375,6 +392,7 @@ impl From<&SignedHolderRequest> for HolderRequestBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cyberid_engine::Attribute;
 
     const NOW: u64 = 1_796_000_000;
 
@@ -407,6 +425,7 @@ mod tests {
             Box::new(|r| r.web_number = WebNumber::generate().unwrap()),
             Box::new(|r| r.audience = None),
             Box::new(|r| r.disclose = Disclose::Nothing),
+            Box::new(|r| r.consent = Attributes::of(&[Attribute::Name])),
             Box::new(|r| r.lifetime = Some(60)),
             Box::new(|r| r.issued_at += 1),
             Box::new(|r| r.nonce[0] ^= 1),

@@ -50,7 +50,9 @@
 #![warn(missing_docs)]
 
 mod blind_index;
+mod consent;
 mod date;
+mod disclosure;
 mod document;
 mod error;
 mod guardian;
@@ -66,7 +68,12 @@ mod vault;
 pub mod contract;
 
 pub use blind_index::{BLIND_INDEX_LEN, BlindIndex, INDEX_KEY_LEN, IndexKey};
+pub use consent::{
+    CONSENT_REQUEST_LEN, ConsentAction, ConsentActionName, ConsentRequest, ConsentRequestBody,
+    Purpose, SignedConsentRequest, StandingConsent,
+};
 pub use date::Date;
+pub use disclosure::{Disclosed, Entitlement};
 pub use document::{ADULT_FROM, DocumentFields, GUARDIAN_CONSENT_BELOW, IdentityDocument, Name};
 pub use error::Error;
 pub use guardian::{CONSENT_LEN, GuardianConsent};

@@ -5,13 +5,15 @@
 //! Number → [`Enrollment`] (device key, sealed identity, guardian). Each write carries its audit
 //! records, which the implementation appends to the revocation history in the same durable
 //! write, so that no enrollment exists without its audit entry.
+//!
+//! Beside them, holders' standing consents ([`StandingConsent`]), one per holder and platform.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use cyberid_engine::{RevocationRecord, RevocationSet, WebNumber};
+use cyberid_engine::{PLATFORM_ID_LEN, PlatformId, RevocationRecord, RevocationSet, WebNumber};
 
-use crate::{BLIND_INDEX_LEN, BlindIndex, DeviceKey, Error, SealedRecord};
+use crate::{BLIND_INDEX_LEN, BlindIndex, DeviceKey, Error, SealedRecord, StandingConsent};
 
 /// A holder's enrollment as the registry keeps it. Nothing in it is identity data in the clear.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,28 @@ pub trait Registry: Send + Sync {
         expected: Option<WebNumber>,
         audit: &[RevocationRecord],
     ) -> Result<u64, Error>;
+
+    /// The holder's standing consent to `platform`, if any.
+    fn consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<Option<StandingConsent>, Error>;
+
+    /// Every standing consent of the holder, in the order of their platform ids' bytes.
+    fn consents(&self, web_number: &WebNumber) -> Result<Vec<StandingConsent>, Error>;
+
+    /// Records the holder's consent, replacing any earlier one to the same platform; durable
+    /// when this returns.
+    fn put_consent(&self, web_number: &WebNumber, consent: &StandingConsent) -> Result<(), Error>;
+
+    /// Withdraws the holder's consent to `platform`, durably; whether there was one. From the
+    /// return on, no verification discloses anything under it.
+    fn withdraw_consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<bool, Error>;
 }
 
 /// An in-memory registry, writing its audit records to a revocation set. Nothing survives the
@@ -142,6 +166,7 @@ pub struct MemoryRegistry<R> {
 struct MemoryState {
     by_index: HashMap<BlindIndex, WebNumber>,
     holders: HashMap<WebNumber, Enrollment>,
+    consents: BTreeMap<(WebNumber, [u8; PLATFORM_ID_LEN]), StandingConsent>,
 }
 
 impl<R: RevocationSet> MemoryRegistry<R> {
@@ -253,6 +278,59 @@ impl<R: RevocationSet> Registry for MemoryRegistry<R> {
             .holders
             .insert(enrollment.web_number, enrollment.clone());
         Ok(seq)
+    }
+
+    fn consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<Option<StandingConsent>, Error> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        Ok(state
+            .consents
+            .get(&(*web_number, *platform.audience_field()))
+            .copied())
+    }
+
+    fn consents(&self, web_number: &WebNumber) -> Result<Vec<StandingConsent>, Error> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        Ok(state
+            .consents
+            .range((*web_number, [0; PLATFORM_ID_LEN])..=(*web_number, [u8::MAX; PLATFORM_ID_LEN]))
+            .map(|(_, consent)| *consent)
+            .collect())
+    }
+
+    fn put_consent(&self, web_number: &WebNumber, consent: &StandingConsent) -> Result<(), Error> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        state
+            .consents
+            .insert((*web_number, *consent.platform.audience_field()), *consent);
+        Ok(())
+    }
+
+    fn withdraw_consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<bool, Error> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        Ok(state
+            .consents
+            .remove(&(*web_number, *platform.audience_field()))
+            .is_some())
     }
 }
 

@@ -80,11 +80,11 @@ const AUDIT_REASON: &str = "enrollment";
 
 /// Enrollment and holder-bound issuance over a store, a nonce store and the vault.
 pub struct IdentityService {
-    store: Arc<dyn IdentityStore>,
+    pub(crate) store: Arc<dyn IdentityStore>,
     nonces: Arc<dyn NonceStore>,
-    vault: Arc<Vault>,
+    pub(crate) vault: Arc<Vault>,
     index_key: IndexKey,
-    config: ServiceConfig,
+    pub(crate) config: ServiceConfig,
 }
 
 impl std::fmt::Debug for IdentityService {
@@ -256,7 +256,7 @@ impl IdentityService {
     }
 
     /// Consumes a signed message's one-time nonce.
-    fn consume(&self, claim: NonceClaim, window: u64) -> Result<(), Error> {
+    pub(crate) fn consume(&self, claim: NonceClaim, window: u64) -> Result<(), Error> {
         match self.nonces.consume(claim)? {
             NonceOutcome::Fresh => Ok(()),
             NonceOutcome::Replayed | NonceOutcome::Repeated => Err(Error::Replayed),
@@ -314,7 +314,10 @@ impl IdentityService {
         let issue = IssueRequest {
             web_number,
             assurance: Assurance::Substantial,
-            claims: Claims { age },
+            claims: Claims {
+                age,
+                consent: trusted.consent,
+            },
             audience: trusted.audience,
             lifetime: trusted.lifetime,
         };

@@ -15,9 +15,10 @@ use subtle::ConstantTimeEq;
 
 use crate::Error;
 use cyberid_datadir::{
-    AGENT_PREFIX, AUTHORITY_PREFIX, CredentialsFile, DataDir, KEY_ID_LEN, PLATFORM_PREFIX, Scope,
-    StoredKey, decode_id, hash_key, parse_api_key,
+    AGENT_PREFIX, AUTHORITY_PREFIX, CredentialsFile, DataDir, DisclosureEntitlement, KEY_ID_LEN,
+    PLATFORM_PREFIX, Scope, StoredKey, decode_id, hash_key, parse_api_key,
 };
+use cyberid_identity::{Entitlement, Purpose};
 
 /// A caller the server recognised.
 #[derive(Debug, Clone)]
@@ -37,6 +38,16 @@ pub(crate) struct Platform {
     pub(crate) limiter: Option<DefaultDirectRateLimiter>,
     /// An authority entitled it to Web Numbers; otherwise it gets pairwise subjects.
     pub(crate) web_number_entitled: bool,
+    /// An authority entitled it to attributes beyond the result, for a purpose.
+    pub(crate) disclosure: Option<PlatformDisclosure>,
+}
+
+/// A platform's entitlement to attributes, as `credentials.toml` records it: what the verifier
+/// decides with, and what a holder's app is shown before consenting.
+#[derive(Debug, Clone)]
+pub(crate) struct PlatformDisclosure {
+    pub(crate) entitlement: Entitlement,
+    pub(crate) record: DisclosureEntitlement,
 }
 
 /// Why a presented credential was not accepted. Deliberately coarse: the caller learns only
@@ -52,6 +63,8 @@ pub(crate) enum AuthError {
 pub(crate) struct Credentials {
     secret: [u8; 32],
     by_key_id: HashMap<[u8; KEY_ID_LEN], (Principal, [u8; 32])>,
+    /// Platforms by id, for what anyone may read about them (their disclosure entitlement).
+    by_platform: HashMap<PlatformId, Arc<Platform>>,
     /// Keys hashed (HMAC-SM3) against this table, for the tests of [`Session`].
     hashed: AtomicU64,
 }
@@ -73,6 +86,7 @@ impl Credentials {
         default_rate_limit: u32,
     ) -> Result<Self, Error> {
         let mut by_key_id = HashMap::new();
+        let mut by_platform = HashMap::new();
         let mut insert = |stored: &StoredKey, principal: &Principal| -> Result<(), Error> {
             let id = decode_id(&stored.id).ok_or_else(|| {
                 Error::Config(format!(
@@ -105,7 +119,16 @@ impl Credentials {
                 limiter: NonZeroU32::new(rate)
                     .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
                 web_number_entitled: entry.web_number.is_some(),
+                disclosure: entry.disclosure.clone().map(|record| PlatformDisclosure {
+                    entitlement: Entitlement {
+                        attributes: record.attributes,
+                        purpose: Purpose::of(&record.purpose),
+                        granted_at: record.granted_at,
+                    },
+                    record,
+                }),
             });
+            by_platform.insert(entry.id, platform.clone());
             for stored in &entry.keys {
                 insert(stored, &Principal::Platform(platform.clone()))?;
             }
@@ -125,8 +148,14 @@ impl Credentials {
         Ok(Self {
             secret,
             by_key_id,
+            by_platform,
             hashed: AtomicU64::new(0),
         })
+    }
+
+    /// A registered platform.
+    pub(crate) fn platform(&self, id: &PlatformId) -> Option<&Arc<Platform>> {
+        self.by_platform.get(id)
     }
 
     /// Reads `credentials.toml` from the data directory.

@@ -175,6 +175,7 @@ impl Node {
         request.audience = audience.map(|a| a.parse::<PlatformId>().unwrap());
         request.claims = Claims {
             age: Some(cyberid_engine::AgeBracket::Adult),
+            ..Claims::default()
         };
         self.prepared
             .issuer

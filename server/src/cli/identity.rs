@@ -7,10 +7,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use cyberid_engine::{PlatformId, WebNumber};
+use cyberid_engine::{Attribute, PlatformId, WebNumber};
 use cyberid_identity::{
-    DeviceKey, DeviceSigningKey, Disclose, GuardianConsent, HolderRequest, HolderRequestBody,
-    ResidentId,
+    ConsentAction, ConsentRequest, ConsentRequestBody, DeviceKey, DeviceSigningKey, Disclose,
+    GuardianConsent, HolderRequest, HolderRequestBody, Purpose, ResidentId,
 };
 use hyper::Method;
 
@@ -57,6 +57,10 @@ pub(crate) enum HolderCommand {
         /// Disclose the age bracket (adult or minor); a minor's certificate always says minor.
         #[arg(long)]
         disclose_age: bool,
+        /// Consent to disclose an attribute (`name`, `resident_id`) to the audience, for the
+        /// purpose of its entitlement (repeat for both; needs --audience).
+        #[arg(long = "consent", requires = "audience")]
+        consent: Vec<Attribute>,
         /// Lifetime in seconds; the node's default when absent.
         #[arg(long)]
         lifetime: Option<u16>,
@@ -66,6 +70,29 @@ pub(crate) enum HolderCommand {
         /// Print the signed request body (for curl) instead of sending it.
         #[arg(long)]
         print_body: bool,
+    },
+    /// Grant, withdraw or list standing consents to disclose attributes to platforms; prints
+    /// the holder's consents after the change. A grant shows the platform's entitlement (its
+    /// purpose and legal basis, from the node) and signs that purpose.
+    Disclosure {
+        /// The device key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The holder's Web Number.
+        #[arg(long)]
+        web_number: WebNumber,
+        /// Consent to this platform's entitlement (with --attribute).
+        #[arg(long, conflicts_with = "withdraw", requires = "attributes")]
+        grant: Option<PlatformId>,
+        /// An attribute to consent to (`name`, `resident_id`; repeat for both).
+        #[arg(long = "attribute")]
+        attributes: Vec<Attribute>,
+        /// Withdraw the consent to this platform.
+        #[arg(long)]
+        withdraw: Option<PlatformId>,
+        /// The node.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        server: SocketAddr,
     },
     /// As a guardian, sign consent to enroll a child under 14 on the child's device; prints
     /// the `guardian_consent` object of the enrollment request.
@@ -128,6 +155,7 @@ pub(crate) fn holder(command: HolderCommand) -> Result<(), Error> {
             web_number,
             audience,
             disclose_age,
+            consent,
             lifetime,
             server,
             print_body,
@@ -139,6 +167,7 @@ pub(crate) fn holder(command: HolderCommand) -> Result<(), Error> {
             };
             let mut request = HolderRequest::new(web_number, disclose, now())?;
             request.audience = audience;
+            request.consent = consent.into_iter().collect();
             request.lifetime = lifetime;
             let signed = request.sign(&device_key(&key)?)?;
             let body = serde_json::to_value(HolderRequestBody::from(&signed))
@@ -161,6 +190,21 @@ pub(crate) fn holder(command: HolderCommand) -> Result<(), Error> {
                 }
             })
         }
+        HolderCommand::Disclosure {
+            key,
+            web_number,
+            grant,
+            attributes,
+            withdraw,
+            server,
+        } => disclosure(
+            &device_key(&key)?,
+            web_number,
+            grant,
+            attributes,
+            withdraw,
+            server,
+        ),
         HolderCommand::Consent {
             key,
             guardian,
@@ -181,4 +225,59 @@ pub(crate) fn holder(command: HolderCommand) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// `cyberid holder disclosure`: one signed consent request, after showing a grant's purpose.
+fn disclosure(
+    device: &DeviceSigningKey,
+    web_number: WebNumber,
+    grant: Option<PlatformId>,
+    attributes: Vec<Attribute>,
+    withdraw: Option<PlatformId>,
+    server: SocketAddr,
+) -> Result<(), Error> {
+    runtime(1)?.block_on(async {
+        let mut client = Client::connect(server).await?;
+        let action = match (grant, withdraw) {
+            (Some(platform), None) => {
+                let path = format!("/v1/platforms/{platform}/disclosure");
+                let (status, entitlement) = client.call(Method::GET, &path, None, None).await?;
+                if !status.is_success() {
+                    return Err(Error::Http(format!(
+                        "the node answered {status}: {entitlement}"
+                    )));
+                }
+                let purpose: Purpose = entitlement["purpose_digest"]
+                    .as_str()
+                    .and_then(|digest| digest.parse().ok())
+                    .ok_or_else(|| Error::Http(format!("no purpose digest in {entitlement}")))?;
+                // What the app shows before the holder taps "agree".
+                eprintln!(
+                    "{platform} is entitled to {} for: {} (legal basis: {}; granted by {})",
+                    entitlement["attributes"],
+                    entitlement["purpose"].as_str().unwrap_or("?"),
+                    entitlement["legal_basis"].as_str().unwrap_or("?"),
+                    entitlement["authority"].as_str().unwrap_or("?"),
+                );
+                ConsentAction::Grant {
+                    platform,
+                    attributes: attributes.into_iter().collect(),
+                    purpose,
+                }
+            }
+            (None, Some(platform)) => ConsentAction::Withdraw { platform },
+            _ => ConsentAction::List,
+        };
+        let signed = ConsentRequest::new(web_number, action, now())?.sign(device)?;
+        let body = serde_json::to_value(ConsentRequestBody::from(&signed))
+            .map_err(|error| Error::Http(format!("encode the request: {error}")))?;
+        let (status, answer) = client
+            .call(Method::POST, "/v1/holder/consent", None, Some(body))
+            .await?;
+        if !status.is_success() {
+            return Err(Error::Http(format!("the node answered {status}: {answer}")));
+        }
+        println!("{answer}");
+        Ok(())
+    })
 }

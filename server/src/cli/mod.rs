@@ -178,6 +178,34 @@ enum PlatformCommand {
         /// Platform id.
         id: PlatformId,
     },
+    /// Record an authority's entitlement of a platform to attributes beyond the result, for a
+    /// purpose. A valid answer carries them only where the holder also consented (in the
+    /// certificate, or standing to this purpose). Nodes apply it at their next reload.
+    EntitleDisclosure {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Platform id.
+        id: PlatformId,
+        /// An attribute it may receive: `name` or `resident_id` (repeat for both).
+        #[arg(long = "attribute", required = true)]
+        attributes: Vec<cyberid_engine::Attribute>,
+        /// What the platform uses them for, as holders' apps show it.
+        #[arg(long)]
+        purpose: String,
+        /// The authority granting it (one of `cyberid authority list`).
+        #[arg(long)]
+        authority: String,
+        /// The legal basis it cites.
+        #[arg(long)]
+        basis: String,
+    },
+    /// Withdraw a platform's entitlement to attributes: the result only again.
+    WithdrawDisclosure {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Platform id.
+        id: PlatformId,
+    },
     /// List platforms.
     List {
         #[command(flatten)]
@@ -401,10 +429,28 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
         PlatformCommand::WithdrawWebNumber { dir, id } => {
             Ok(DataDir::open(&dir.data_dir)?.withdraw_web_number(&id)?)
         }
+        PlatformCommand::EntitleDisclosure {
+            dir,
+            id,
+            attributes,
+            purpose,
+            authority,
+            basis,
+        } => Ok(DataDir::open(&dir.data_dir)?.entitle_disclosure(
+            &id,
+            attributes.into_iter().collect(),
+            &purpose,
+            &authority,
+            &basis,
+            now(),
+        )?),
+        PlatformCommand::WithdrawDisclosure { dir, id } => {
+            Ok(DataDir::open(&dir.data_dir)?.withdraw_disclosure(&id)?)
+        }
         PlatformCommand::List { dir } => {
             println!(
-                "{:<18} {:<14} {:<11} {:<11} KEY IDS",
-                "PLATFORM", "SCOPES", "RATE LIMIT", "SUBJECT"
+                "{:<18} {:<14} {:<11} {:<11} {:<17} KEY IDS",
+                "PLATFORM", "SCOPES", "RATE LIMIT", "SUBJECT", "DISCLOSES"
             );
             for platform in list_credentials(&dir.data_dir)?.platforms {
                 let scopes: Vec<String> = platform
@@ -419,8 +465,16 @@ fn platform(command: PlatformCommand) -> Result<(), Error> {
                     Some(_) => "web_number",
                     None => "pairwise",
                 };
+                let discloses = platform.disclosure.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |entitled| {
+                        let codes: Vec<&str> =
+                            entitled.attributes.iter().map(|a| a.code()).collect();
+                        codes.join(",")
+                    },
+                );
                 println!(
-                    "{:<18} {:<14} {rate:<11} {subject:<11} {}",
+                    "{:<18} {:<14} {rate:<11} {subject:<11} {discloses:<17} {}",
                     platform.id,
                     scopes.join(","),
                     key_ids(&platform.keys)

@@ -6,7 +6,7 @@
 //! stable for that platform and unlinkable across platforms.
 
 use cyberid_engine::{Assurance, Claims, Reason, Receipt, Verdict, WebNumber};
-use cyberid_identity::{PairwiseSubject, SubjectKey};
+use cyberid_identity::{Disclosed, PairwiseSubject, SubjectKey};
 use serde::Serialize;
 
 use crate::auth::Platform;
@@ -43,8 +43,8 @@ impl Serialize for ReceiptAnswer {
     }
 }
 
-/// The body of a `200` answer to `POST /v1/verifications`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The body of a `200` answer to `POST /v1/verify`.
+#[derive(Debug, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub(crate) enum VerifyAnswer {
     Valid {
@@ -55,6 +55,10 @@ pub(crate) enum VerifyAnswer {
         expires_at: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         receipt: Option<ReceiptAnswer>,
+        /// Attributes beyond the result: only with an entitlement and the holder's consent
+        /// (protocol.md §13), and recorded in the log entry the receipt points at.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attributes: Option<Disclosed>,
     },
     Invalid {
         reason: Reason,
@@ -63,7 +67,29 @@ pub(crate) enum VerifyAnswer {
 
 impl VerifyAnswer {
     /// The answer for `platform`: an invalid verdict names nobody; a valid one names the holder
-    /// by what the platform is entitled to.
+    /// by what the platform is entitled to, and carries `disclosed` when it was opened for
+    /// this holder.
+    pub(crate) fn disclosing(
+        verdict: &Verdict,
+        platform: &Platform,
+        key: &SubjectKey,
+        disclosed: Option<(WebNumber, Disclosed)>,
+    ) -> Self {
+        let mut answer = Self::for_platform(verdict, platform, key);
+        if let (
+            VerifyAnswer::Valid { attributes, .. },
+            Verdict::Valid(verified),
+            Some((holder, values)),
+        ) = (&mut answer, verdict, disclosed)
+            && holder == verified.web_number
+            && !values.attributes().is_empty()
+        {
+            *attributes = Some(values);
+        }
+        answer
+    }
+
+    /// The answer for `platform`, the result only.
     pub(crate) fn for_platform(verdict: &Verdict, platform: &Platform, key: &SubjectKey) -> Self {
         match verdict {
             Verdict::Invalid { reason } => VerifyAnswer::Invalid { reason: *reason },
@@ -80,6 +106,7 @@ impl VerifyAnswer {
                     claims: verified.claims,
                     expires_at: verified.expires_at,
                     receipt: verified.receipt.map(ReceiptAnswer),
+                    attributes: None,
                 }
             }
         }
@@ -99,6 +126,7 @@ mod tests {
             scopes: vec![],
             limiter: None,
             web_number_entitled: entitled,
+            disclosure: None,
         }
     }
 
@@ -108,6 +136,7 @@ mod tests {
             assurance: Assurance::High,
             claims: Claims {
                 age: Some(AgeBracket::Adult),
+                ..Claims::default()
             },
             expires_at: 7,
             receipt: None,

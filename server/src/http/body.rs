@@ -133,6 +133,7 @@ pub(super) fn issue(body: &[u8], max_lifetime: u16) -> Result<Issue, ApiError> {
         assurance: body.assurance,
         claims: Claims {
             age: body.claims.and_then(|claims| claims.age),
+            ..Claims::default()
         },
         audience,
         lifetime,

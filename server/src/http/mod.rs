@@ -8,6 +8,7 @@ mod admin;
 mod answer;
 mod body;
 pub(crate) mod client;
+mod disclosure;
 mod identity;
 mod log;
 pub(crate) mod server;
@@ -157,6 +158,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/enrollments"),
     ("POST", "/v1/holder/certificates"),
     ("POST", "/v1/holder/log"),
+    ("POST", "/v1/holder/consent"),
+    ("GET", "/v1/platforms/{platform}/disclosure"),
     ("GET", "/v1/log/head"),
     ("GET", "/v1/log/key"),
     ("GET", "/v1/log/proofs/inclusion"),
@@ -180,6 +183,8 @@ enum Target<'a> {
     Enroll,
     HolderIssue,
     HolderLog,
+    HolderConsent,
+    PlatformDisclosure(&'a str),
     Log(log::Target),
     Admin(admin::Target<'a>),
 }
@@ -196,6 +201,12 @@ impl<'a> Target<'a> {
             ["v1", "enrollments"] => (Target::Enroll, "enroll", Method::POST),
             ["v1", "holder", "certificates"] => (Target::HolderIssue, "holder_issue", Method::POST),
             ["v1", "holder", "log"] => (Target::HolderLog, "holder_log", Method::POST),
+            ["v1", "holder", "consent"] => (Target::HolderConsent, "holder_consent", Method::POST),
+            ["v1", "platforms", platform, "disclosure"] => (
+                Target::PlatformDisclosure(platform),
+                "platform_disclosure",
+                Method::GET,
+            ),
             ["v1", "log", rest @ ..] => {
                 (Target::Log(log::Target::resolve(rest)?), "log", Method::GET)
             }
@@ -243,6 +254,8 @@ async fn route(app: &Arc<App>, request: Request<Incoming>) -> (&'static str, Ans
         Target::Enroll => identity::enroll(app, request).await,
         Target::HolderIssue => identity::holder_issue(app, request).await,
         Target::HolderLog => log::holder_log(app, request).await,
+        Target::HolderConsent => disclosure::consent(app, request).await,
+        Target::PlatformDisclosure(platform) => disclosure::entitlement(app, platform),
         Target::Log(target) => log::handle(app, request, target).await,
         Target::Admin(target) => admin::handle(app, request, target).await,
     };
@@ -428,10 +441,14 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
             ));
         }
     };
+    // For a platform entitled to attributes: what a valid answer would carry, decided and
+    // opened before the nonce is consumed, so that the log entry written with it says so.
+    let prepared = disclosure::prepare(app, engine.identity.as_ref(), &platform, &input).await?;
     let context = Context {
         platform: Some(platform.id),
         now: app.now(),
         request: request_key,
+        disclose: disclosure::attributes(&prepared),
     };
     let pending = engine
         .pipeline
@@ -442,7 +459,7 @@ async fn verify(app: &Arc<App>, request: Request<Incoming>) -> Answer {
         .await
         .map_err(|error| ApiError::engine(&error, app.config.retry_after_s))?;
     app.metrics.verdict(&verdict);
-    let answer = answer::VerifyAnswer::for_platform(&verdict, &platform, &app.subject_key);
+    let answer = answer::VerifyAnswer::disclosing(&verdict, &platform, &app.subject_key, prepared);
     Ok(json(StatusCode::OK, &answer))
 }
 

@@ -16,6 +16,7 @@
 //! | `<p>/r/s/k/<key id, 16 hex digits>` | empty | none |
 //! | `<p>/e/i/<blind index, 64 hex digits>` | the enrolled Web Number | none |
 //! | `<p>/e/h/<Web Number>` | the enrollment's stored form (`cyberid_identity::Enrollment::encode`) | none |
+//! | `<p>/e/c/<Web Number>/<platform id>` | a standing consent's stored form, 41 bytes (`cyberid_identity::StandingConsent::encode`) | none |
 //!
 //! The log's keys are zero-padded so that etcd's byte order is sequence order; the state keys
 //! are the current set, read whole when a node connects.
@@ -44,6 +45,7 @@ pub(crate) struct Keys {
     pub(crate) state: String,
     enrollment_index: String,
     enrollment: String,
+    consent: String,
 }
 
 impl Keys {
@@ -59,6 +61,7 @@ impl Keys {
             state: format!("{prefix}/r/s/"),
             enrollment_index: format!("{prefix}/e/i/"),
             enrollment: format!("{prefix}/e/h/"),
+            consent: format!("{prefix}/e/c/"),
         }
     }
 
@@ -70,6 +73,25 @@ impl Keys {
     /// `<p>/e/h/<Web Number>`.
     pub(crate) fn enrollment(&self, web_number: &cyberid_engine::WebNumber) -> String {
         format!("{}{web_number}", self.enrollment)
+    }
+
+    /// `<p>/e/c/<Web Number>/`: the prefix of a holder's consents.
+    pub(crate) fn consents(&self, web_number: &cyberid_engine::WebNumber) -> String {
+        format!("{}{web_number}/", self.consent)
+    }
+
+    /// `<p>/e/c/<Web Number>/<platform id>`.
+    pub(crate) fn consent(
+        &self,
+        web_number: &cyberid_engine::WebNumber,
+        platform: &cyberid_engine::PlatformId,
+    ) -> String {
+        format!("{}{platform}", self.consents(web_number))
+    }
+
+    /// The end of the range of keys starting with `prefix`.
+    pub(crate) fn range_end(prefix: &str) -> Vec<u8> {
+        prefix_end(prefix)
     }
 
     /// `<p>/n/<certificate id>`.

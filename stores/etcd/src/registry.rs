@@ -3,10 +3,11 @@
 //! two nodes enrolling one person at once yield one Web Number, and an enrollment is never
 //! without its audit entry.
 
-use cyberid_engine::{Error as EngineError, RevocationRecord, WebNumber};
-use cyberid_identity::{BlindIndex, Enrollment, Error, Registry, check_expected};
-use etcd_client::{Compare, CompareOp, TxnOp};
+use cyberid_engine::{Error as EngineError, PlatformId, RevocationRecord, WebNumber};
+use cyberid_identity::{BlindIndex, Enrollment, Error, Registry, StandingConsent, check_expected};
+use etcd_client::{Compare, CompareOp, GetOptions, TxnOp};
 
+use crate::layout::Keys;
 use crate::revocations::Race;
 use crate::{EtcdStore, Shared};
 
@@ -129,5 +130,71 @@ impl Registry for EtcdStore {
             Ok(seq) => Ok(seq),
             Err(Race) => Err(Error::EnrollmentRace),
         }
+    }
+
+    fn consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<Option<StandingConsent>, Error> {
+        let key = self.shared.keys.consent(web_number, platform);
+        self.block_on(self.shared.get_value(&key))?
+            .map(|bytes| StandingConsent::decode(*platform, &bytes))
+            .transpose()
+    }
+
+    fn consents(&self, web_number: &WebNumber) -> Result<Vec<StandingConsent>, Error> {
+        let prefix = self.shared.keys.consents(web_number);
+        let end = Keys::range_end(&prefix);
+        // A holder consents to a handful of platforms: one linearizable range read.
+        let answer = self
+            .block_on(self.shared.call(|mut client| {
+                let (prefix, end) = (prefix.clone(), end.clone());
+                async move {
+                    client
+                        .get(prefix, Some(GetOptions::new().with_range(end)))
+                        .await
+                }
+            }))
+            .map_err(|failure| failure.into_error("read consents"))?;
+        answer
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let platform = kv
+                    .key()
+                    .strip_prefix(prefix.as_bytes())
+                    .and_then(|id| std::str::from_utf8(id).ok())
+                    .and_then(|id| id.parse().ok())
+                    .ok_or(Error::Corrupt("a consent key names no platform"))?;
+                StandingConsent::decode(platform, kv.value())
+            })
+            .collect()
+    }
+
+    fn put_consent(&self, web_number: &WebNumber, consent: &StandingConsent) -> Result<(), Error> {
+        let key = self.shared.keys.consent(web_number, &consent.platform);
+        let value = consent.encode().to_vec();
+        self.block_on(self.shared.call(|mut client| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { client.put(key, value, None).await }
+        }))
+        .map_err(|failure| failure.into_error("write consent"))?;
+        Ok(())
+    }
+
+    fn withdraw_consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<bool, Error> {
+        let key = self.shared.keys.consent(web_number, platform);
+        let answer = self
+            .block_on(self.shared.call(|mut client| {
+                let key = key.clone();
+                async move { client.delete(key, None).await }
+            }))
+            .map_err(|failure| failure.into_error("withdraw consent"))?;
+        Ok(answer.deleted() > 0)
     }
 }

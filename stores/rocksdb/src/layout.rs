@@ -9,6 +9,7 @@
 //! | `nonces-<bucket>` | certificate id (16 bytes) | `retain_until`, u64 BE, then the claiming request key, u64 BE, if any |
 //! | `enrollment_index` | blind index (32 bytes) | Web Number (10 bytes) |
 //! | `enrollments` | Web Number (10 bytes) | the enrollment's stored form (`cyberid_identity::Enrollment::encode`) |
+//! | `consents` | Web Number (10 bytes), then the platform id NUL-padded to 16 bytes | attributes (1 byte), purpose digest (32), given at (u64 BE): `cyberid_identity::StandingConsent::encode` |
 //! | `log_entries` | the first log index of a run (one batch's entries), u64 BE | for each entry: its secret (16 bytes), its length (u16 BE), its record (protocol.md §12) |
 //! | `log_tree` | the first leaf index of a run, u64 BE | every complete subtree that run's leaves completed: level (1 byte), index among that level's subtrees (u64 BE), hash (32 bytes); level 0 are the leaves, `SM3(0x00 \|\| commitment)` |
 //! | `log_by_holder` | Web Number (10 bytes), then log index (u64 BE) | empty |
@@ -27,10 +28,10 @@ use rocksdb::{DBWithThreadMode, MultiThreaded};
 
 pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
 
-/// The on-disk format this build writes. It reads this version and versions 1 to 3 (upgraded
+/// The on-disk format this build writes. It reads this version and versions 1 to 4 (upgraded
 /// at open); a store written by any other format version is refused at open, never silently
 /// reinterpreted.
-pub const STORE_FORMAT_VERSION: u32 = 4;
+pub const STORE_FORMAT_VERSION: u32 = 5;
 
 pub(crate) const META: &str = "meta";
 pub(crate) const REVOCATION_STATE: &str = "revocation_state";
@@ -38,6 +39,7 @@ pub(crate) const REVOCATION_LOG: &str = "revocation_log";
 pub(crate) const NONCES_PREFIX: &str = "nonces-";
 pub(crate) const ENROLLMENT_INDEX: &str = "enrollment_index";
 pub(crate) const ENROLLMENTS: &str = "enrollments";
+pub(crate) const CONSENTS: &str = "consents";
 pub(crate) const LOG_ENTRIES: &str = "log_entries";
 pub(crate) const LOG_TREE: &str = "log_tree";
 pub(crate) const LOG_BY_HOLDER: &str = "log_by_holder";

@@ -9,7 +9,7 @@ use cyberid_engine::{CertificateId, Clock, Error, NonceMap, RevocationMaps};
 use rocksdb::{ColumnFamilyDescriptor, WriteBatch};
 
 use crate::layout::{
-    BUCKET_SECONDS_KEY, CREATED_AT_KEY, Db, ENROLLMENT_INDEX, ENROLLMENTS, FORMAT_KEY,
+    BUCKET_SECONDS_KEY, CONSENTS, CREATED_AT_KEY, Db, ENROLLMENT_INDEX, ENROLLMENTS, FORMAT_KEY,
     HISTORY_BEGINS_KEY, LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_HEADS,
     LOG_RETAINED_FROM_KEY, LOG_TREE, META, NONCES_PREFIX, REVOCATION_LOG, REVOCATION_STATE,
     STORE_FORMAT_VERSION, decode_state, decode_u64, nonce_bucket, read_u64, store_error,
@@ -44,6 +44,7 @@ pub(crate) fn open(
         REVOCATION_LOG,
         ENROLLMENT_INDEX,
         ENROLLMENTS,
+        CONSENTS,
         LOG_ENTRIES,
         LOG_TREE,
         LOG_BY_HOLDER,
@@ -141,11 +142,11 @@ fn read_or_write_meta(
             Ok((history_begins, options.bucket_seconds))
         }
         None => Err(Error::Corrupt("format version missing".into())),
-        // Version 1 lacks request keys in nonce values, version 2 the enrollment families and
-        // version 3 the authentication log's (both created empty at open): each reads as it
-        // is, and is marked current before anything is written, so that an older build
-        // refuses the store rather than misread it.
-        Some(1..=3) => {
+        // Version 1 lacks request keys in nonce values, version 2 the enrollment families,
+        // version 3 the authentication log's and version 4 the consents' (all created empty at
+        // open): each reads as it is, and is marked current before anything is written, so
+        // that an older build refuses the store rather than misread it.
+        Some(1..=4) => {
             let meta = db
                 .cf_handle(META)
                 .ok_or(Error::Corrupt("meta column family missing".into()))?;

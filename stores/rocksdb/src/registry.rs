@@ -1,14 +1,24 @@
 //! The registry of enrollments: two column families written with their audit records in one
 //! synced batch, under the lock that orders the revocation history, so that an enrollment and
 //! its audit entry are durable together or not at all, and two enrollments of one person never
-//! both succeed.
+//! both succeed. Holders' standing consents are a third family, keyed by holder and platform.
 
-use cyberid_engine::{Error as EngineError, RevocationRecord, WebNumber};
-use cyberid_identity::{BlindIndex, Enrollment, Error, Registry, check_expected};
-use rocksdb::WriteBatch;
+use cyberid_engine::{
+    Error as EngineError, PLATFORM_ID_LEN, PlatformId, RevocationRecord, WebNumber,
+};
+use cyberid_identity::{BlindIndex, Enrollment, Error, Registry, StandingConsent, check_expected};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::DurableStore;
-use crate::layout::{ENROLLMENT_INDEX, ENROLLMENTS, store_error};
+use crate::layout::{CONSENTS, ENROLLMENT_INDEX, ENROLLMENTS, store_error};
+
+/// A consent's key: the holder, then the platform's 16-byte NUL-padded form.
+fn consent_key(web_number: &WebNumber, platform: &PlatformId) -> [u8; 10 + PLATFORM_ID_LEN] {
+    let mut key = [0u8; 10 + PLATFORM_ID_LEN];
+    key[..10].copy_from_slice(web_number.as_bytes());
+    key[10..].copy_from_slice(platform.audience_field());
+    key
+}
 
 impl DurableStore {
     fn web_number_under(&self, index: &BlindIndex) -> Result<Option<WebNumber>, Error> {
@@ -95,5 +105,77 @@ impl Registry for DurableStore {
         }
         *seq += audit.len() as u64;
         Ok(*seq)
+    }
+
+    fn consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<Option<StandingConsent>, Error> {
+        self.inner.check_poisoned()?;
+        let family = self.inner.cf(CONSENTS)?;
+        self.inner
+            .db
+            .get_pinned_cf(&family, consent_key(web_number, platform))
+            .map_err(|e| store_error("read consent", &e))?
+            .map(|bytes| StandingConsent::decode(*platform, &bytes))
+            .transpose()
+    }
+
+    fn consents(&self, web_number: &WebNumber) -> Result<Vec<StandingConsent>, Error> {
+        self.inner.check_poisoned()?;
+        let family = self.inner.cf(CONSENTS)?;
+        let mut consents = Vec::new();
+        let from = IteratorMode::From(web_number.as_bytes(), Direction::Forward);
+        for item in self.inner.db.iterator_cf(&family, from) {
+            let (key, value) = item.map_err(|e| store_error("read consents", &e))?;
+            let Some(platform) = key.strip_prefix(web_number.as_bytes()) else {
+                break;
+            };
+            let field: &[u8; PLATFORM_ID_LEN] = platform
+                .try_into()
+                .map_err(|_| Error::Corrupt("a consent key is not 26 bytes"))?;
+            let platform = PlatformId::from_audience_field(field)
+                .ok()
+                .flatten()
+                .ok_or(Error::Corrupt("a consent key names no platform"))?;
+            consents.push(StandingConsent::decode(platform, &value)?);
+        }
+        Ok(consents)
+    }
+
+    fn put_consent(&self, web_number: &WebNumber, consent: &StandingConsent) -> Result<(), Error> {
+        // Under the registry's write lock, so a concurrent withdrawal's answer is exact.
+        let _seq = self
+            .inner
+            .revocation_seq
+            .lock()
+            .map_err(|_| EngineError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            &self.inner.cf(CONSENTS)?,
+            consent_key(web_number, &consent.platform),
+            consent.encode(),
+        );
+        Ok(self.inner.write(batch, "consent")?)
+    }
+
+    fn withdraw_consent(
+        &self,
+        web_number: &WebNumber,
+        platform: &PlatformId,
+    ) -> Result<bool, Error> {
+        let _seq = self
+            .inner
+            .revocation_seq
+            .lock()
+            .map_err(|_| EngineError::Poisoned)?;
+        if self.consent(web_number, platform)?.is_none() {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(&self.inner.cf(CONSENTS)?, consent_key(web_number, platform));
+        self.inner.write(batch, "withdraw consent")?;
+        Ok(true)
     }
 }

@@ -331,3 +331,36 @@ fn a_corrupt_store_is_refused() {
     let error = open(dir.path(), NOW).unwrap_err();
     assert_eq!(error.code(), "store_corrupt", "{error}");
 }
+
+#[test]
+fn standing_consents_and_withdrawals_survive_a_reopen() {
+    use cyberid_engine::{Attribute, Attributes};
+    use cyberid_identity::{Purpose, Registry, StandingConsent};
+    let dir = tempfile::tempdir().unwrap();
+    let holder = web_number("7K3MQ9XZ2P");
+    let consent = |platform: &str| StandingConsent {
+        platform: platform.parse().unwrap(),
+        attributes: Attributes::of(&[Attribute::Name]),
+        purpose: Purpose::of("account opening"),
+        given_at: NOW,
+    };
+    {
+        let store = open(dir.path(), NOW).unwrap();
+        store
+            .put_consent(&holder, &consent("bank.example"))
+            .unwrap();
+        store
+            .put_consent(&holder, &consent("shop.example"))
+            .unwrap();
+        assert!(
+            store
+                .withdraw_consent(&holder, &"shop.example".parse().unwrap())
+                .unwrap()
+        );
+    }
+    let store = open(dir.path(), NOW + 10).unwrap();
+    assert_eq!(
+        store.consents(&holder).unwrap(),
+        vec![consent("bank.example")]
+    );
+}

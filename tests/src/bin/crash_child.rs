@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         platform: None,
         now: CRASH_ISSUED_AT,
         request: None,
+        disclose: cyberid_engine::Attributes::NONE,
     };
 
     let revoker = {

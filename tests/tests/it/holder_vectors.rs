@@ -1,6 +1,7 @@
-//! The holder-request and guardian-consent vectors of docs/protocol.md §9–§10: the bytes the
-//! code signs are the documented ones, and the documented signatures verify in the service and
-//! in OpenSSL; a device key OpenSSL made signs requests the service accepts.
+//! The holder-request, guardian-consent and consent-request vectors of docs/protocol.md §9,
+//! §10 and §13: the bytes the code signs are the documented ones, and the documented
+//! signatures verify in the service and in OpenSSL; a device key OpenSSL made signs requests
+//! the service accepts.
 
 use cyberid_engine::WebNumber;
 use cyberid_identity::{
@@ -67,6 +68,7 @@ fn the_holder_request_vector_is_what_the_code_signs_and_verifies() {
         web_number: "7K3MQ9XZ2P".parse().unwrap(),
         audience: Some("shop.example".parse().unwrap()),
         disclose: Disclose::Age,
+        consent: cyberid_engine::Attributes::NONE,
         lifetime: Some(120),
         issued_at: 1_796_083_200,
         nonce: core::array::from_fn(|i| i as u8),
@@ -169,4 +171,50 @@ fn a_device_key_made_by_openssl_signs_requests_the_service_accepts() {
         .into();
     let signed = cyberid_identity::SignedHolderRequest::new(request, signature);
     assert!(signed.verify(&device, 1_796_083_200, 60).is_ok());
+}
+
+#[test]
+fn the_consent_request_vector_is_what_the_code_signs_and_openssl_checks_it() {
+    use cyberid_engine::{Attribute, Attributes};
+    use cyberid_identity::{ConsentAction, ConsentRequest, Purpose};
+    let purpose = "opening an account (KYC)";
+    // The purpose digest, computed by OpenSSL from its definition.
+    let dir = tempfile::tempdir().unwrap();
+    let mut preimage = b"cyberid-purpose-1\0".to_vec();
+    preimage.extend_from_slice(purpose.as_bytes());
+    std::fs::write(dir.path().join("purpose.bin"), &preimage).unwrap();
+    assert!(openssl(
+        dir.path(),
+        &[
+            "dgst",
+            "-sm3",
+            "-binary",
+            "-out",
+            "digest.bin",
+            "purpose.bin"
+        ]
+    ));
+    let by_openssl = std::fs::read(dir.path().join("digest.bin")).unwrap();
+    assert_eq!(by_openssl, documented("purpose-digest"));
+    assert_eq!(Purpose::of(purpose).as_bytes().to_vec(), by_openssl);
+
+    let request = ConsentRequest {
+        web_number: "7K3MQ9XZ2P".parse().unwrap(),
+        action: ConsentAction::Grant {
+            platform: "bank.example".parse().unwrap(),
+            attributes: Attributes::of(&[Attribute::Name]),
+            purpose: Purpose::of(purpose),
+        },
+        issued_at: 1_796_083_200,
+        nonce: core::array::from_fn(|i| i as u8),
+    };
+    let bytes = request.signed_bytes();
+    assert_eq!(bytes.to_vec(), documented("consent-request-bytes"));
+    let key = annex_a_key();
+    let signed = request.sign(&key).unwrap();
+    let wire = cyberid_identity::ConsentRequestBody::from(&signed);
+    let mut signature = [0u8; 64];
+    hex::decode_to_slice(&wire.signature, &mut signature).unwrap();
+    assert!(openssl_verifies(&key.public_key(), &bytes, &signature));
+    assert!(signed.verify(&key.public_key(), 1_796_083_200, 60).is_ok());
 }

@@ -4,6 +4,7 @@ mod annex_a;
 mod authlog;
 mod cluster;
 mod crash;
+mod disclosure;
 mod enrollment;
 mod full_disk;
 mod holder_vectors;

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use cyberid_engine::{CertificateId, Clock, Reason, SystemClock, WebNumber};
 use cyberid_identity::{
-    DeviceSigningKey, Disclose, HolderRequest, HolderRequestBody, LogRead, LogReadBody,
+    ConsentAction, ConsentRequest, ConsentRequestBody, DeviceSigningKey, Disclose, HolderRequest,
+    HolderRequestBody, LogRead, LogReadBody,
 };
-use cyberid_tests::node::Node;
+use cyberid_tests::node::{Node, SHOP};
 use cyberid_tests::workspace_root;
 use hyper::Method;
 use serde_json::{Value, json};
@@ -152,7 +153,8 @@ async fn every_operation_answers_as_documented() {
                 "{certificate_id}",
                 &CertificateId::generate().unwrap().to_string(),
             )
-            .replace("{key_id}", &key_id);
+            .replace("{key_id}", &key_id)
+            .replace("{platform}", SHOP);
         let path = match template.as_str() {
             "/v1/admin/revocations" => format!("{path}?after=0&limit=5"),
             "/v1/log/proofs/inclusion" => format!("{path}?index=0&size=1"),
@@ -189,6 +191,14 @@ async fn every_operation_answers_as_documented() {
                     .sign(&phone)
                     .unwrap();
                 Some(serde_json::to_value(LogReadBody::from(&read)).unwrap())
+            }
+            "/v1/holder/consent" => {
+                let holder = enrolled.expect("enrolled first");
+                let list = ConsentRequest::new(holder, ConsentAction::List, SystemClock.now())
+                    .unwrap()
+                    .sign(&phone)
+                    .unwrap();
+                Some(serde_json::to_value(ConsentRequestBody::from(&list)).unwrap())
             }
             "/v1/holder/certificates" => {
                 let holder = enrolled.expect("enrolled first");
@@ -318,6 +328,8 @@ fn every_error_code_the_server_answers_is_documented() {
         "request_replayed",
         "stale_request",
         "enrollment_unsupported",
+        "consent_not_entitled",
+        "not_entitled",
     ] {
         let word = |(at, _): &(usize, &str)| {
             let identifier = |c: char| c.is_ascii_lowercase() || c == '_';

@@ -129,6 +129,7 @@ fn openssl_signature_verifies_in_the_engine() {
         platform: None,
         now: NOW,
         request: None,
+        disclose: cyberid_engine::Attributes::NONE,
     };
     let verdict = verifier
         .verify(Input::Text(&certificate.to_text()), &context)

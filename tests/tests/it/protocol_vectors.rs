@@ -130,6 +130,7 @@ fn every_vector_in_the_spec_gets_its_verdict_in_the_state_it_states() {
             platform: Some(vector.platform.parse().unwrap()),
             now: vector.now,
             request: None,
+            disclose: cyberid_engine::Attributes::NONE,
         };
         let mut inputs = Vec::new();
         if let Some(bytes) = &vector.bytes {

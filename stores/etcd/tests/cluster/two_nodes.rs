@@ -107,6 +107,7 @@ fn a_revocation_through_one_node_is_refused_by_the_other_within_a_second() {
         platform: Some("shop.example".parse().unwrap()),
         now: now + 5,
         request: None,
+        disclose: cyberid_engine::Attributes::NONE,
     };
     let holder = WebNumber::generate().unwrap();
 
