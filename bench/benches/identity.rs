@@ -1,7 +1,9 @@
 //! The issuing side (issue #15): a holder-signed issuance on one core against the sm2 crate's
 //! sign-only rate measured in the same run (the goal: at least half of it), the device
-//! signature on the table-free fast path against the sm2 crate, and enrollments, on in-memory
-//! stores (CPU) and on RocksDB (one synced write each).
+//! signature on the table-free fast path against the sm2 crate, enrollments, on in-memory
+//! stores (CPU) and on RocksDB (one synced write each), and what a verification for a platform
+//! entitled to attributes adds before its nonce is consumed (issue #16): the standing-consent
+//! read and the vault opening, on RocksDB.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -152,5 +154,67 @@ fn enrollments(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signatures, issuance, enrollments);
+/// The step before a disclosing verification: read the holder's standing consent, decide,
+/// and open the name and identity number from the vault (SM4-GCM) for the answer.
+fn disclosure(c: &mut Criterion) {
+    use cyberid_engine::{Attribute, Attributes, Certificate, IssueRequest};
+    use cyberid_identity::{Entitlement, Purpose, Registry, StandingConsent};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = identity_store(dir.path());
+    let service = new_service(store.clone(), store.clone());
+    let (request, _) = enrollment(7);
+    let holder = service
+        .enroll(request, "agent", NOW)
+        .expect("enroll")
+        .web_number;
+    let bank: cyberid_engine::PlatformId = "bank.example".parse().expect("id");
+    let both = Attributes::of(&Attribute::ALL);
+    let purpose = Purpose::of("opening an account (KYC)");
+    store
+        .put_consent(
+            &holder,
+            &StandingConsent {
+                platform: bank,
+                attributes: both,
+                purpose,
+                given_at: NOW,
+            },
+        )
+        .expect("consent");
+    let entitlement = Entitlement {
+        attributes: both,
+        purpose,
+        granted_at: NOW - 1,
+    };
+    let issuer = Issuer::new(
+        IssuerSigningKey::generate().expect("rng"),
+        IssuerPolicy::default(),
+    )
+    .expect("issuer");
+    let certificate: Certificate = issuer
+        .issue(
+            &IssueRequest {
+                audience: Some(bank),
+                ..IssueRequest::new(holder)
+            },
+            NOW,
+        )
+        .expect("issue");
+    let fields = *certificate.fields();
+
+    let mut group = c.benchmark_group("identity/disclose");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("consent_and_vault_rocksdb", |b| {
+        b.iter(|| {
+            let standing = service
+                .standing_consent(&fields.web_number, &bank)
+                .expect("read");
+            let allowed = entitlement.allows(&bank, &fields, standing.as_ref());
+            black_box(service.disclose(&fields.web_number, allowed).expect("open"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, signatures, issuance, enrollments, disclosure);
 criterion_main!(benches);

@@ -7,9 +7,9 @@
 //! entries, revocations and enrollments, still share RocksDB's write group.)
 //!
 //! A batch's entries are one value (a *run*, keyed by its first index), and so are the tree
-//! nodes it completes: two puts per batch instead of about four per entry, which halved what
-//! the log costs a settled batch (tuning.md §8). Only the index rows, by holder and by
-//! certificate, are one put per entry: they are what finds a holder's entries among billions.
+//! nodes it completes: two puts per batch instead of about four per entry (tuning.md §8). The
+//! index rows by holder and by certificate, which find a holder's entries among billions, are
+//! written after the synced write by the indexer (`log_index.rs`).
 
 use std::sync::atomic::Ordering;
 
@@ -24,6 +24,7 @@ use crate::layout::{
     LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_HEADS, LOG_RETAINED_FROM_KEY, LOG_TREE,
     META, decode_u64, store_error,
 };
+use crate::log_index::IndexJob;
 use crate::{DurableStore, Inner};
 
 /// Bytes of one node in a tree run: level (1), index among that level's subtrees (u64 BE),
@@ -80,8 +81,23 @@ fn run_nodes(run: &[u8]) -> impl Iterator<Item = (u32, u64, [u8; 32])> + '_ {
 }
 
 /// An index row's key: what it is indexed by, then the entry's index.
-fn index_key(by: &[u8], index: u64) -> Vec<u8> {
+pub(crate) fn index_key(by: &[u8], index: u64) -> Vec<u8> {
     [by, &index.to_be_bytes()[..]].concat()
+}
+
+/// The records of the run stored under `key`, with their indexes.
+pub(crate) fn run_records_at(key: &[u8], run: &[u8]) -> Result<Vec<(u64, Record)>, Error> {
+    let first =
+        decode_u64(key).ok_or_else(|| Error::Corrupt("a log entries key is not 8 bytes".into()))?;
+    run_records(run)
+        .enumerate()
+        .map(|(position, record)| {
+            let record =
+                record.ok_or_else(|| Error::Corrupt(format!("log run {first} is damaged")))?;
+            decode_stored(first + position as u64, record)
+                .map(|stored| (stored.index, stored.record))
+        })
+        .collect()
 }
 
 fn log_error(error: Error) -> LogError {
@@ -140,19 +156,19 @@ impl Subtrees for Inner {
 }
 
 impl Inner {
-    /// Adds the finalised log items to `batch`: one run of entries with fresh secrets, one
-    /// run of the tree nodes they complete, and the index rows. Returns the frontier after
-    /// them and one receipt per item.
+    /// Adds the finalised log items to `batch`: one run of entries with fresh secrets and one
+    /// run of the tree nodes they complete. Returns the frontier after them, one receipt per
+    /// item, and the job that indexes them once they are durable.
     pub(crate) fn stage_log(
         &self,
         frontier: &Frontier,
         items: &[LogItem],
         outcomes: &[NonceOutcome],
         batch: &mut WriteBatch,
-    ) -> Result<(Frontier, Vec<Option<Receipt>>), Error> {
+    ) -> Result<(Frontier, Vec<Option<Receipt>>, IndexJob), Error> {
         let mut secrets = vec![0u8; items.len() * ENTRY_SECRET_LEN];
         getrandom::fill(&mut secrets).map_err(|_| Error::Random)?;
-        let (holders, certificates) = (self.cf(LOG_BY_HOLDER)?, self.cf(LOG_BY_CERTIFICATE)?);
+        let mut rows = Vec::with_capacity(items.len());
         let mut frontier = frontier.clone();
         let first = frontier.size();
         let mut entries_run = Vec::with_capacity(items.len() * (ENTRY_SECRET_LEN + 2 + 55));
@@ -172,12 +188,7 @@ impl Inner {
             for node in frontier.append(leaf_hash(&commitment.0)) {
                 push_node(&mut tree_run, node.level, node.index, &node.hash);
             }
-            batch.put_cf(&holders, index_key(entry.web_number.as_bytes(), index), []);
-            batch.put_cf(
-                &certificates,
-                index_key(entry.certificate_id.as_bytes(), index),
-                [],
-            );
+            rows.push((index, Record::Verification(entry)));
             receipts.push(Some(Receipt {
                 index,
                 commitment: commitment.0,
@@ -187,7 +198,8 @@ impl Inner {
             batch.put_cf(&self.cf(LOG_ENTRIES)?, first.to_be_bytes(), entries_run);
             batch.put_cf(&self.cf(LOG_TREE)?, first.to_be_bytes(), tree_run);
         }
-        Ok((frontier, receipts))
+        let end = frontier.size();
+        Ok((frontier, receipts, IndexJob { rows, end }))
     }
 
     /// Appends one record with its own synced write (an authority's access: rare, and never
@@ -258,14 +270,20 @@ impl Inner {
         }
     }
 
-    /// Entries whose index rows start with `by`, from index `from`, up to `limit`.
+    /// Entries whose index rows start with `by` (those `matches` accepts), from index `from`,
+    /// up to `limit`: from the rows below the indexer's watermark, then from the runs above it.
     fn entries_by(
         &self,
         family: &str,
         by: &[u8],
+        matches: impl Fn(&Record) -> bool,
         from: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, Error> {
+        // The watermark first: every entry below it has its rows; the size after it covers
+        // every entry durable now.
+        let indexed = self.log_indexed.load(Ordering::Acquire);
+        let size = self.log_size.load(Ordering::Acquire);
         let rows = self.cf(family)?;
         let start = index_key(by, from);
         let mut found = Vec::new();
@@ -278,9 +296,20 @@ impl Inner {
                 break;
             }
             let index = decode_u64(&key[by.len()..]).expect("8 bytes");
+            if index >= indexed {
+                break;
+            }
             // A row whose entry is past retention is being deleted with it.
             if let Some(entry) = self.read_entry(index)? {
                 found.push(entry);
+            }
+        }
+        if found.len() < limit {
+            let unindexed = self.records_between(from.max(indexed), size, matches)?;
+            for (index, _) in unindexed.into_iter().take(limit - found.len()) {
+                if let Some(entry) = self.read_entry(index)? {
+                    found.push(entry);
+                }
             }
         }
         Ok(found)
@@ -412,7 +441,13 @@ impl LogStore for DurableStore {
         limit: usize,
     ) -> Result<Vec<StoredEntry>, LogError> {
         self.inner
-            .entries_by(LOG_BY_HOLDER, web_number.as_bytes(), from, limit)
+            .entries_by(
+                LOG_BY_HOLDER,
+                web_number.as_bytes(),
+                |record| record.holder() == Some(*web_number),
+                from,
+                limit,
+            )
             .map_err(log_error)
     }
 
@@ -421,7 +456,13 @@ impl LogStore for DurableStore {
         certificate_id: &CertificateId,
     ) -> Result<Vec<StoredEntry>, LogError> {
         self.inner
-            .entries_by(LOG_BY_CERTIFICATE, certificate_id.as_bytes(), 0, usize::MAX)
+            .entries_by(
+                LOG_BY_CERTIFICATE,
+                certificate_id.as_bytes(),
+                |record| record.certificate_id() == Some(*certificate_id),
+                0,
+                usize::MAX,
+            )
             .map_err(log_error)
     }
 

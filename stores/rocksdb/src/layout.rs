@@ -17,7 +17,9 @@
 //! | `log_heads` | tree size, u64 BE | the signed tree head (131 bytes) |
 //!
 //! `meta` also holds `log_retained_from`: entries below it are past retention and deleted, with
-//! their index rows; the tree keeps their leaves.
+//! their index rows; the tree keeps their leaves. And `log_indexed_to`: every entry below it has
+//! its index rows (written after the entries by the indexer; a store of format 4 or earlier
+//! has no such key and all its entries indexed).
 //!
 //! Nonces live in one column family per expiry bucket (`bucket_seconds` wide, fixed when the
 //! store is created): when a bucket's certificates have all expired, the whole column family is
@@ -51,6 +53,7 @@ pub(crate) const HISTORY_BEGINS_KEY: &[u8] = b"history_begins";
 pub(crate) const BUCKET_SECONDS_KEY: &[u8] = b"bucket_seconds";
 pub(crate) const CREATED_AT_KEY: &[u8] = b"created_at";
 pub(crate) const LOG_RETAINED_FROM_KEY: &[u8] = b"log_retained_from";
+pub(crate) const LOG_INDEXED_KEY: &[u8] = b"log_indexed_to";
 
 pub(crate) fn nonce_cf_name(bucket: u64) -> String {
     format!("{NONCES_PREFIX}{bucket:012}")

@@ -53,6 +53,7 @@
 mod authlog;
 mod faults;
 mod layout;
+mod log_index;
 mod nonces;
 mod open;
 mod options;
@@ -99,6 +100,12 @@ struct Inner {
     log_size: AtomicU64,
     /// Entries below this index are past retention.
     log_retained_from: AtomicU64,
+    /// Entries below this index have their index rows (`log_index.rs`).
+    log_indexed: AtomicU64,
+    /// Settled batches' index rows, in index order, to the indexer.
+    index_jobs: Sender<log_index::IndexJob>,
+    /// The indexer's end, until it starts.
+    index_receiver: Mutex<Option<crossbeam_channel::Receiver<log_index::IndexJob>>>,
     /// Set by the first failed write: from then on the store can no longer vouch for what is
     /// durable, so it refuses everything until reopened (RocksDB replays the WAL at open).
     poisoned: OnceLock<String>,
@@ -115,6 +122,9 @@ pub struct DurableStore {
     /// Dropped to stop the expiry thread.
     stop_expiry: Option<Sender<()>>,
     expiry: Option<JoinHandle<()>>,
+    /// Dropped to stop the log indexer, which first writes what is queued.
+    stop_indexer: Option<Sender<()>>,
+    indexer: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for DurableStore {
@@ -137,10 +147,13 @@ impl DurableStore {
     pub fn open(path: &Path, options: StoreOptions, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let inner = Arc::new(open::open(path, options, clock)?);
         let (stop_expiry, expiry) = nonces::start_expiry(&inner)?;
+        let (stop_indexer, indexer) = log_index::start(&inner)?;
         Ok(Self {
             inner,
             stop_expiry: Some(stop_expiry),
             expiry: Some(expiry),
+            stop_indexer: Some(stop_indexer),
+            indexer: Some(indexer),
         })
     }
 
@@ -224,6 +237,10 @@ impl Drop for DurableStore {
         self.stop_expiry.take();
         if let Some(expiry) = self.expiry.take() {
             let _ = expiry.join();
+        }
+        self.stop_indexer.take();
+        if let Some(indexer) = self.indexer.take() {
+            let _ = indexer.join();
         }
     }
 }

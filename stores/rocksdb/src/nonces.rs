@@ -126,11 +126,16 @@ impl Inner {
         };
         // Held until the write is synced: the next batch's indexes follow these on disk too.
         let mut frontier = self.log.lock().map_err(|_| Error::Poisoned)?;
-        let (grown, receipts) = self.stage_log(&frontier, items, outcomes, &mut batch)?;
+        let (grown, receipts, index) = self.stage_log(&frontier, items, outcomes, &mut batch)?;
         faults::point("rocksdb::batch")?;
         self.write(batch, "commit nonces and log entries")?;
         self.log_size.store(grown.size(), Ordering::Release);
         *frontier = grown;
+        // Still under the lock, so the indexer receives batches in index order. A stopped
+        // indexer loses nothing: readers and the next open find unindexed entries in the runs.
+        if !index.rows.is_empty() {
+            let _ = self.index_jobs.send(index);
+        }
         Ok(receipts)
     }
 

@@ -10,7 +10,7 @@ use rocksdb::{ColumnFamilyDescriptor, WriteBatch};
 
 use crate::layout::{
     BUCKET_SECONDS_KEY, CONSENTS, CREATED_AT_KEY, Db, ENROLLMENT_INDEX, ENROLLMENTS, FORMAT_KEY,
-    HISTORY_BEGINS_KEY, LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_HEADS,
+    HISTORY_BEGINS_KEY, LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_HEADS, LOG_INDEXED_KEY,
     LOG_RETAINED_FROM_KEY, LOG_TREE, META, NONCES_PREFIX, REVOCATION_LOG, REVOCATION_STATE,
     STORE_FORMAT_VERSION, decode_state, decode_u64, nonce_bucket, read_u64, store_error,
 };
@@ -68,6 +68,7 @@ pub(crate) fn open(
     let now = clock.now();
     let (history_begins, bucket_seconds) = read_or_write_meta(&db, exists, &options, now)?;
     let log_retained_from = read_u64(&db, META, LOG_RETAINED_FROM_KEY)?.unwrap_or(0);
+    let (index_jobs, index_receiver) = crossbeam_channel::bounded(crate::log_index::QUEUE);
     let inner = Inner {
         db,
         path: path.to_path_buf(),
@@ -80,6 +81,9 @@ pub(crate) fn open(
         log: Mutex::new(cyberid_translog::Frontier::new()),
         log_size: AtomicU64::new(0),
         log_retained_from: AtomicU64::new(log_retained_from),
+        log_indexed: AtomicU64::new(0),
+        index_jobs,
+        index_receiver: Mutex::new(Some(index_receiver)),
         poisoned: OnceLock::new(),
         options,
         clock,
@@ -90,6 +94,7 @@ pub(crate) fn open(
     let frontier = authlog::restore(&inner)?;
     inner.log_size.store(frontier.size(), Ordering::Release);
     *inner.log.lock().map_err(|_| Error::Poisoned)? = frontier;
+    inner.catch_up_index()?;
     Ok(inner)
 }
 
@@ -136,6 +141,9 @@ fn read_or_write_meta(
                 options.bucket_seconds.to_be_bytes(),
             );
             batch.put_cf(&meta, CREATED_AT_KEY, now.to_be_bytes());
+            // A new store indexes its log from the start (one of format 4 or earlier has no
+            // watermark, and all its entries indexed).
+            batch.put_cf(&meta, LOG_INDEXED_KEY, 0u64.to_be_bytes());
             drop(meta);
             db.write_opt(batch, &synced())
                 .map_err(|e| store_error("initialise", &e))?;

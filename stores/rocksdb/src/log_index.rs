@@ -1,0 +1,178 @@
+//! The authentication log's indexes, by holder and by certificate, kept off the verification
+//! path.
+//!
+//! Why: index rows were two random-keyed puts per entry inside the synced write that consumes
+//! the nonces, two thirds of that write's puts; the settler waited for them on every batch
+//! (tuning.md §8). The entries themselves (one run per batch) are what the log must never lose,
+//! and they stay in the synced write. The rows are derived data: a thread writes them after
+//! the entries are durable, unsynced, together with a watermark (`log_indexed_to` in `meta`)
+//! in the same batch, so that on disk the watermark never runs ahead of its rows.
+//!
+//! Readers see every durable entry at once: rows answer below the watermark, and the few
+//! entries above it are found by reading their runs. At open, whatever a crash left unindexed
+//! (entries from the watermark on) is indexed again from the runs before the store serves.
+//! Access records (an authority's read, rare) still write their rows in their own synced
+//! write; the watermark only ever moves over entries that are indexed one way or the other.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use cyberid_engine::Error;
+use cyberid_translog::Record;
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+
+use crate::Inner;
+use crate::authlog::{index_key, run_records_at};
+use crate::layout::{
+    LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_INDEXED_KEY, META, read_u64, store_error,
+};
+
+/// The rows of a settled batch's entries, and the log size after them.
+#[derive(Debug)]
+pub(crate) struct IndexJob {
+    pub(crate) rows: Vec<(u64, Record)>,
+    pub(crate) end: u64,
+}
+
+/// At most this many queued batches: past it the settler waits (the indexer is behind by
+/// more than a few seconds of verifications, and memory must stay bounded).
+pub(crate) const QUEUE: usize = 1024;
+
+/// Starts the index writer; the sender stops it (after it has written what is queued).
+pub(crate) fn start(inner: &Arc<Inner>) -> Result<(Sender<()>, JoinHandle<()>), Error> {
+    let jobs = inner
+        .index_receiver
+        .lock()
+        .map_err(|_| Error::Poisoned)?
+        .take()
+        .ok_or(Error::Config("the log indexer is already running"))?;
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let indexer = inner.clone();
+    std::thread::Builder::new()
+        .name("cyberid-log-index".into())
+        .spawn(move || indexer.run_indexer(&jobs, &stopped))
+        .map(|thread| (stop, thread))
+        .map_err(|e| Error::Store {
+            context: "start the log indexer",
+            detail: e.to_string(),
+        })
+}
+
+impl Inner {
+    fn run_indexer(&self, jobs: &Receiver<IndexJob>, stopped: &Receiver<()>) {
+        loop {
+            crossbeam_channel::select! {
+                recv(jobs) -> job => match job {
+                    Ok(job) => self.index_queued(job, jobs),
+                    Err(_) => return,
+                },
+                recv(stopped) -> _ => {
+                    // A clean close leaves the indexes complete.
+                    while let Ok(job) = jobs.try_recv() {
+                        self.index_queued(job, jobs);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued as one batch.
+    fn index_queued(&self, first: IndexJob, jobs: &Receiver<IndexJob>) {
+        let mut rows = first.rows;
+        let mut end = first.end;
+        while let Ok(next) = jobs.try_recv() {
+            rows.extend(next.rows);
+            end = next.end;
+            if rows.len() >= 8192 {
+                break;
+            }
+        }
+        // A failure poisons the store (as any failed write does); until it is reopened, readers
+        // still find every entry above the watermark from the runs.
+        let _ = self.write_index(&rows, end);
+    }
+
+    /// Writes the rows of `rows` and moves the watermark to `end`, unsynced: a later synced
+    /// write, or the next open's catch-up, makes them durable.
+    pub(crate) fn write_index(&self, rows: &[(u64, Record)], end: u64) -> Result<(), Error> {
+        self.check_poisoned()?;
+        crate::faults::point("rocksdb::index")?;
+        let (holders, certificates, meta) = (
+            self.cf(LOG_BY_HOLDER)?,
+            self.cf(LOG_BY_CERTIFICATE)?,
+            self.cf(META)?,
+        );
+        let mut batch = WriteBatch::default();
+        for (index, record) in rows {
+            if let Some(holder) = record.holder() {
+                batch.put_cf(&holders, index_key(holder.as_bytes(), *index), []);
+            }
+            if let Some(certificate) = record.certificate_id() {
+                batch.put_cf(&certificates, index_key(certificate.as_bytes(), *index), []);
+            }
+        }
+        batch.put_cf(&meta, LOG_INDEXED_KEY, end.to_be_bytes());
+        drop((holders, certificates, meta));
+        let mut unsynced = WriteOptions::default();
+        unsynced.set_sync(false);
+        if let Err(error) = self.db.write_opt(batch, &unsynced) {
+            let error = store_error("write the log index", &error);
+            self.poison("write the log index", &error);
+            return Err(error);
+        }
+        self.log_indexed.fetch_max(end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Indexes what a crash left above the watermark, before the store serves. A store of an
+    /// earlier format, which indexed every entry in its synced write, has no watermark: all of
+    /// its log is indexed.
+    pub(crate) fn catch_up_index(&self) -> Result<(), Error> {
+        let size = self.log_size.load(Ordering::Acquire);
+        let from = read_u64(&self.db, META, LOG_INDEXED_KEY)?.unwrap_or(size);
+        self.log_indexed.store(from, Ordering::Release);
+        if from >= size {
+            return Ok(());
+        }
+        let rows = self.records_between(from, size, |_| true)?;
+        self.write_index(&rows, size)
+    }
+
+    /// The records with indexes in `[from, to)` that `wanted` accepts, from their runs.
+    pub(crate) fn records_between(
+        &self,
+        from: u64,
+        to: u64,
+        wanted: impl Fn(&Record) -> bool,
+    ) -> Result<Vec<(u64, Record)>, Error> {
+        let mut found = Vec::new();
+        if from >= to {
+            return Ok(found);
+        }
+        let entries = self.cf(LOG_ENTRIES)?;
+        // The run holding `from` starts at or before it.
+        let mut iterator = self.db.raw_iterator_cf(&entries);
+        iterator.seek_for_prev(from.to_be_bytes());
+        let start = iterator.key().map(<[u8]>::to_vec).unwrap_or_default();
+        let mode = if start.is_empty() {
+            IteratorMode::Start
+        } else {
+            IteratorMode::From(&start, Direction::Forward)
+        };
+        for run in self.db.iterator_cf(&entries, mode) {
+            let (key, run) = run.map_err(|e| store_error("read the log", &e))?;
+            for (index, record) in run_records_at(&key, &run)? {
+                if index >= to {
+                    return Ok(found);
+                }
+                if index >= from && wanted(&record) {
+                    found.push((index, record));
+                }
+            }
+        }
+        Ok(found)
+    }
+}
