@@ -26,11 +26,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cyberid-target}"
 bin="$CARGO_TARGET_DIR/release"
 
 work=$(mktemp -d)
-pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do
+    # start() runs in a command substitution (a subshell): the pids are in files, not a variable.
+    local pid
+    for file in "$work"/*.pid; do
+        [[ -e $file ]] || continue
+        pid=$(cat "$file")
         kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
     done
     rm -rf "$work"
 }
@@ -47,7 +50,7 @@ start() { # start NAME ARGS... -> prints the address
     shift
     "$bin/cyberid" serve --data-dir "$work/$name" --listen 127.0.0.1:0 --log warn "$@" \
         >"$work/$name.out" 2>"$work/$name.err" &
-    pids+=($!)
+    echo $! >"$work/$name.pid"
     local address=
     for _ in $(seq 100); do
         address=$(sed -n 's|^cyberid listening on http://||p' "$work/$name.out")

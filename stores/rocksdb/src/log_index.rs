@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use cyberid_engine::Error;
@@ -24,7 +25,7 @@ use cyberid_translog::Record;
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::Inner;
-use crate::authlog::{index_key, run_records_at};
+use crate::authlog::run_records_at;
 use crate::layout::{
     LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_INDEXED_KEY, META, read_u64, store_error,
 };
@@ -35,6 +36,14 @@ pub(crate) struct IndexJob {
     pub(crate) rows: Vec<(u64, Record)>,
     pub(crate) end: u64,
 }
+
+/// How long the indexer gathers rows before writing them, and how many at most. Sorted
+/// before they go in, a large batch of rows lands in the memtable's skip list close to its
+/// predecessor, where a batch's worth of random keys costs a full descent each (the skip
+/// list's search was half the indexer's time, tuning.md §8). Readers pay for the wait: entries
+/// above the watermark are found in their runs, at most this much of the log.
+const GATHER: Duration = Duration::from_millis(100);
+const GATHER_ROWS: usize = 16_384;
 
 /// At most this many queued batches: past it the settler waits (the indexer is behind by
 /// more than a few seconds of verifications, and memory must stay bounded).
@@ -60,6 +69,20 @@ pub(crate) fn start(inner: &Arc<Inner>) -> Result<(Sender<()>, JoinHandle<()>), 
         })
 }
 
+/// An index row's key (as `authlog::index_key` makes it) in an array of its exact size.
+fn fixed_key<const N: usize, const K: usize>(by: &[u8; K], index: u64) -> [u8; N] {
+    const {
+        assert!(
+            N == K + 8,
+            "a key is what it indexes by and 8 bytes of index"
+        )
+    };
+    let mut key = [0u8; N];
+    key[..K].copy_from_slice(by);
+    key[K..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
 impl Inner {
     fn run_indexer(&self, jobs: &Receiver<IndexJob>, stopped: &Receiver<()>) {
         loop {
@@ -79,15 +102,19 @@ impl Inner {
         }
     }
 
-    /// Writes `first` and whatever else is queued as one batch.
+    /// Writes `first` and what else arrives within [`GATHER`] (up to [`GATHER_ROWS`] rows) as
+    /// one batch.
     fn index_queued(&self, first: IndexJob, jobs: &Receiver<IndexJob>) {
         let mut rows = first.rows;
         let mut end = first.end;
-        while let Ok(next) = jobs.try_recv() {
-            rows.extend(next.rows);
-            end = next.end;
-            if rows.len() >= 8192 {
-                break;
+        let deadline = Instant::now() + GATHER;
+        while rows.len() < GATHER_ROWS {
+            match jobs.recv_deadline(deadline) {
+                Ok(next) => {
+                    rows.extend(next.rows);
+                    end = next.end;
+                }
+                Err(_) => break,
             }
         }
         // A failure poisons the store (as any failed write does); until it is reopened, readers
@@ -105,14 +132,26 @@ impl Inner {
             self.cf(LOG_BY_CERTIFICATE)?,
             self.cf(META)?,
         );
-        let mut batch = WriteBatch::default();
+        // Fixed-size keys: no allocation per row.
+        let mut by_holder: Vec<[u8; 10 + 8]> = Vec::with_capacity(rows.len());
+        let mut by_certificate: Vec<[u8; 16 + 8]> = Vec::with_capacity(rows.len());
         for (index, record) in rows {
             if let Some(holder) = record.holder() {
-                batch.put_cf(&holders, index_key(holder.as_bytes(), *index), []);
+                by_holder.push(fixed_key(holder.as_bytes(), *index));
             }
             if let Some(certificate) = record.certificate_id() {
-                batch.put_cf(&certificates, index_key(certificate.as_bytes(), *index), []);
+                by_certificate.push(fixed_key(certificate.as_bytes(), *index));
             }
+        }
+        // In key order: each insert starts its skip-list search where the last one ended.
+        by_holder.sort_unstable();
+        by_certificate.sort_unstable();
+        let mut batch = WriteBatch::default();
+        for key in &by_holder {
+            batch.put_cf(&holders, key, []);
+        }
+        for key in &by_certificate {
+            batch.put_cf(&certificates, key, []);
         }
         batch.put_cf(&meta, LOG_INDEXED_KEY, end.to_be_bytes());
         drop((holders, certificates, meta));
