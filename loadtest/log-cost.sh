@@ -8,7 +8,9 @@
 # an hour back): one with the log (the default), one with --auth-log false. cyberid-loadtest
 # signs distinct certificates; each round sends the next slice of them to both nodes in turn
 # with wrk (loadtest/wrk-distinct.lua, every answer a `valid` with its durable write), the
-# order alternating between rounds so drift on this shared machine falls on both alike. Then
+# order alternating between rounds so drift on this shared machine falls on both alike; and
+# the CPU time each node spent per answer (from /proc), which the hypervisor's steal does not
+# distort as it does the rates. Then
 # wrk fetches random inclusion proofs from the logging node (loadtest/wrk-proofs.lua) against
 # its latest head. Needs wrk and curl. CAPACITY_PREBUILT=1 skips the build.
 set -euo pipefail
@@ -69,10 +71,19 @@ per_round=$((seconds * 80000))
 echo "== $((per_round * rounds)) distinct certificates; wrk -t1 -c$connections -d${seconds}s; log on $on, log off $off"
 
 rate() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
+answered() { sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$1"; }
+# CPU time a node used (user + system, clock ticks): what an answer costs it, which the
+# hypervisor's steal on this shared machine does not inflate the way it does wall-clock rates.
+ticks() { awk '{print $14 + $15}' "/proc/$(cat "$work/$1.pid")/stat"; }
 p99() { sed -n 's/^ *99% *\(.*\)$/\1/p' "$1"; }
-distinct() { # distinct TARGET BODIES OUT
+distinct() { # distinct NAME BODIES OUT
+    local before
+    before=$(ticks "$1")
+    local target=$on
+    [[ $1 == off ]] && target=$off
     CYBERID_API_KEY=$api_key CYBERID_BODIES=$2 CYBERID_WRK_THREADS=1 \
-        wrk -t1 -c"$connections" -d"${seconds}s" --latency -s loadtest/wrk-distinct.lua "http://$1" >"$3" 2>&1
+        wrk -t1 -c"$connections" -d"${seconds}s" --latency -s loadtest/wrk-distinct.lua "http://$target" >"$3" 2>&1
+    echo $(($(ticks "$1") - before)) >"$3.ticks"
     if grep -q "ran out of bodies" "$3"; then
         echo "log-cost: a node was sent bodies twice; not a measurement (prepare more)" >&2
     fi
@@ -80,22 +91,28 @@ distinct() { # distinct TARGET BODIES OUT
     bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *//p' "$3")
     [[ -z $bad ]] || echo "log-cost: $bad non-2xx answers from $1" >&2
 }
-echo '| round | log off answers/s | p99 | log on answers/s | p99 | on / off |'
-echo '|---:|---:|---:|---:|---:|---:|'
+hz=$(getconf CLK_TCK)
+echo '| round | log off answers/s | p99 | log on answers/s | p99 | on / off | CPU µs/answer off | on | off / on |'
+echo '|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
 for round in $(seq "$rounds"); do
     sed -n "$(((round - 1) * per_round + 1)),$((round * per_round))p" "$work/bodies.txt" >"$work/round.txt"
     if ((round % 2)); then
-        distinct "$off" "$work/round.txt" "$work/wrk-off.txt"
-        distinct "$on" "$work/round.txt" "$work/wrk-on.txt"
+        distinct off "$work/round.txt" "$work/wrk-off.txt"
+        distinct on "$work/round.txt" "$work/wrk-on.txt"
     else
-        distinct "$on" "$work/round.txt" "$work/wrk-on.txt"
-        distinct "$off" "$work/round.txt" "$work/wrk-off.txt"
+        distinct on "$work/round.txt" "$work/wrk-on.txt"
+        distinct off "$work/round.txt" "$work/wrk-off.txt"
     fi
     f=$(rate "$work/wrk-off.txt")
     n=$(rate "$work/wrk-on.txt")
+    cf=$(awk -v t="$(cat "$work/wrk-off.txt.ticks")" -v a="$(answered "$work/wrk-off.txt")" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / a}')
+    cn=$(awk -v t="$(cat "$work/wrk-on.txt.ticks")" -v a="$(answered "$work/wrk-on.txt")" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / a}')
     awk -v r="$round" -v f="$f" -v n="$n" -v fp="$(p99 "$work/wrk-off.txt")" -v np="$(p99 "$work/wrk-on.txt")" \
-        'BEGIN {printf "| %d | %.0f | %s | %.0f | %s | %.3f |\n", r, f, fp, n, np, n / f}'
+        -v cf="$cf" -v cn="$cn" \
+        'BEGIN {printf "| %d | %.0f | %s | %.0f | %s | %.3f | %.1f | %.1f | %.3f |\n", r, f, fp, n, np, n / f, cf, cn, cf / cn}'
+    echo "$f $n $cf $cn" >>"$work/rounds.txt"
 done
+awk '{f += $1; n += $2; cf += $3; cn += $4} END {printf "all rounds: on / off %.3f (answers/s); off / on %.3f (CPU per answer)\n", n / f, cf / cn}' "$work/rounds.txt"
 
 # The logging node's log: its latest head, then proofs against it.
 sleep 1.2
