@@ -327,9 +327,29 @@ impl DataDir {
         now: u64,
     ) -> Result<(), Error> {
         let basis = recorded_text("legal basis", basis)?;
+        self.edit_platform(platform, Some(authority), |entry| {
+            entry.web_number = Some(WebNumberEntitlement {
+                authority: authority.to_owned(),
+                basis: basis.to_owned(),
+                granted_at: now,
+            });
+            Ok(())
+        })
+    }
+
+    /// Changes one platform's entry under the file lock, after checking that `authority` (when
+    /// one acts) is registered; writes the file if `change` succeeds.
+    fn edit_platform(
+        &self,
+        platform: &PlatformId,
+        authority: Option<&str>,
+        change: impl FnOnce(&mut PlatformEntry) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
-        if !file.authorities.iter().any(|a| a.id == authority) {
+        if let Some(authority) = authority
+            && !file.authorities.iter().any(|a| a.id == authority)
+        {
             return Err(Error::NotFound(format!("no such authority: {authority}")));
         }
         let entry = file
@@ -337,11 +357,7 @@ impl DataDir {
             .iter_mut()
             .find(|p| p.id == *platform)
             .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
-        entry.web_number = Some(WebNumberEntitlement {
-            authority: authority.to_owned(),
-            basis: basis.to_owned(),
-            granted_at: now,
-        });
+        change(entry)?;
         self.write_toml(CREDENTIALS, &file)
     }
 
@@ -364,60 +380,38 @@ impl DataDir {
         }
         let purpose = recorded_text("purpose", purpose)?;
         let basis = recorded_text("legal basis", basis)?;
-        let _lock = self.lock()?;
-        let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
-        if !file.authorities.iter().any(|a| a.id == authority) {
-            return Err(Error::NotFound(format!("no such authority: {authority}")));
-        }
-        let entry = file
-            .platforms
-            .iter_mut()
-            .find(|p| p.id == *platform)
-            .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
-        entry.disclosure = Some(DisclosureEntitlement {
-            attributes,
-            purpose: purpose.to_owned(),
-            authority: authority.to_owned(),
-            basis: basis.to_owned(),
-            granted_at: now,
-        });
-        self.write_toml(CREDENTIALS, &file)
+        self.edit_platform(platform, Some(authority), |entry| {
+            entry.disclosure = Some(DisclosureEntitlement {
+                attributes,
+                purpose: purpose.to_owned(),
+                authority: authority.to_owned(),
+                basis: basis.to_owned(),
+                granted_at: now,
+            });
+            Ok(())
+        })
     }
 
     /// Withdraws a platform's entitlement to attributes: its answers carry the result only
     /// (from the nodes' next credentials reload), whatever holders consented to.
     pub fn withdraw_disclosure(&self, platform: &PlatformId) -> Result<(), Error> {
-        let _lock = self.lock()?;
-        let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
-        let entry = file
-            .platforms
-            .iter_mut()
-            .find(|p| p.id == *platform)
-            .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
-        if entry.disclosure.take().is_none() {
-            return Err(Error::NotFound(format!(
+        self.edit_platform(platform, None, |entry| match entry.disclosure.take() {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!(
                 "platform {platform} is not entitled to any attribute"
-            )));
-        }
-        self.write_toml(CREDENTIALS, &file)
+            ))),
+        })
     }
 
     /// Withdraws a platform's entitlement to Web Numbers: its results name holders by their
     /// pairwise subject again (from the nodes' next credentials reload).
     pub fn withdraw_web_number(&self, platform: &PlatformId) -> Result<(), Error> {
-        let _lock = self.lock()?;
-        let mut file: CredentialsFile = self.read_toml(CREDENTIALS)?;
-        let entry = file
-            .platforms
-            .iter_mut()
-            .find(|p| p.id == *platform)
-            .ok_or_else(|| Error::NotFound(format!("no such platform: {platform}")))?;
-        if entry.web_number.take().is_none() {
-            return Err(Error::NotFound(format!(
+        self.edit_platform(platform, None, |entry| match entry.web_number.take() {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!(
                 "platform {platform} is not entitled to Web Numbers"
-            )));
-        }
-        self.write_toml(CREDENTIALS, &file)
+            ))),
+        })
     }
 
     /// Gives an existing platform, authority or enrollment agent one more API key (for
