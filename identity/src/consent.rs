@@ -25,7 +25,7 @@ use cyberid_engine::{Attributes, NonceClaim, PlatformId, WebNumber};
 use sm3::{Digest, Sm3};
 
 use crate::holder::{
-    CLOCK_AHEAD, DeviceKey, DeviceSigningKey, decode_nonce_and_signature, fresh, one_time_claim,
+    DeviceKey, DeviceSigningKey, decode_nonce_and_signature, one_time_claim, verify_fresh,
 };
 use crate::{Error, REQUEST_NONCE_LEN};
 
@@ -252,8 +252,14 @@ impl SignedConsentRequest {
         now: u64,
         window: u64,
     ) -> Result<&ConsentRequest, Error> {
-        fresh(self.request.issued_at, now, window)?;
-        device.verify(&self.request.signed_bytes(), &self.signature)?;
+        verify_fresh(
+            device,
+            &self.request.signed_bytes(),
+            &self.signature,
+            self.request.issued_at,
+            now,
+            window,
+        )?;
         Ok(&self.request)
     }
 
@@ -263,8 +269,8 @@ impl SignedConsentRequest {
             b"cyberid-holder-consent-1\0",
             &self.request.web_number,
             &self.request.nonce,
-            self.request.issued_at.saturating_sub(CLOCK_AHEAD),
-            self.request.issued_at.saturating_add(window),
+            self.request.issued_at,
+            window,
         )
     }
 }

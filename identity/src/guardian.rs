@@ -134,8 +134,8 @@ impl GuardianConsent {
             b"cyberid-guardian-consent-1\0",
             &self.guardian,
             &self.nonce()?,
-            self.issued_at.saturating_sub(CLOCK_AHEAD),
-            self.issued_at.saturating_add(window),
+            self.issued_at,
+            window,
         ))
     }
 }

@@ -246,8 +246,14 @@ impl SignedHolderRequest {
         now: u64,
         window: u64,
     ) -> Result<&HolderRequest, Error> {
-        fresh(self.request.issued_at, now, window)?;
-        device.verify(&self.request.signed_bytes(), &self.signature)?;
+        verify_fresh(
+            device,
+            &self.request.signed_bytes(),
+            &self.signature,
+            self.request.issued_at,
+            now,
+            window,
+        )?;
         Ok(&self.request)
     }
 
@@ -258,8 +264,8 @@ impl SignedHolderRequest {
             b"cyberid-holder-request-1\0",
             &self.request.web_number,
             &self.request.nonce,
-            self.request.issued_at.saturating_sub(CLOCK_AHEAD),
-            self.request.issued_at.saturating_add(window),
+            self.request.issued_at,
+            window,
         )
     }
 }
@@ -278,16 +284,33 @@ pub(crate) fn fresh(issued_at: u64, now: u64, window: u64) -> Result<(), Error> 
 /// from this long before its date, which is where its one-time nonce's history must begin.
 pub const CLOCK_AHEAD: u64 = 30;
 
-/// A nonce claim for a one-time signed message, presentable from `usable_from` until `until`:
-/// SM3 over a domain tag, the signer and the nonce, truncated to a certificate id. Certificate
-/// ids are uniformly random, so a derived id meets one with probability 2^-128.
+/// Checks a device-signed message: dated within the window ([`fresh`]), then signed by
+/// `device` over `bytes`.
+pub(crate) fn verify_fresh(
+    device: &DeviceKey,
+    bytes: &[u8],
+    signature: &[u8; 64],
+    issued_at: u64,
+    now: u64,
+    window: u64,
+) -> Result<(), Error> {
+    fresh(issued_at, now, window)?;
+    device.verify(bytes, signature)
+}
+
+/// A nonce claim for a one-time signed message dated `issued_at`, presentable from
+/// [`CLOCK_AHEAD`] before that until `window` after it: SM3 over a domain tag, the signer and
+/// the nonce, truncated to a certificate id. Certificate ids are uniformly random, so a
+/// derived id meets one with probability 2^-128.
 pub(crate) fn one_time_claim(
     domain: &[u8],
     signer: &WebNumber,
     nonce: &[u8; 16],
-    usable_from: u64,
-    until: u64,
+    issued_at: u64,
+    window: u64,
 ) -> NonceClaim {
+    let usable_from = issued_at.saturating_sub(CLOCK_AHEAD);
+    let until = issued_at.saturating_add(window);
     let digest = Sm3::new()
         .chain_update(domain)
         .chain_update(signer.as_bytes())

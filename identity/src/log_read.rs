@@ -12,7 +12,7 @@
 use cyberid_engine::{NonceClaim, WebNumber};
 
 use crate::holder::{
-    CLOCK_AHEAD, DeviceKey, DeviceSigningKey, decode_nonce_and_signature, fresh, one_time_claim,
+    DeviceKey, DeviceSigningKey, decode_nonce_and_signature, one_time_claim, verify_fresh,
 };
 use crate::{Error, REQUEST_NONCE_LEN};
 
@@ -81,8 +81,14 @@ impl SignedLogRead {
 
     /// Checks its time and its signature against the holder's enrolled device key.
     pub fn verify(&self, device: &DeviceKey, now: u64, window: u64) -> Result<&LogRead, Error> {
-        fresh(self.read.issued_at, now, window)?;
-        device.verify(&self.read.signed_bytes(), &self.signature)?;
+        verify_fresh(
+            device,
+            &self.read.signed_bytes(),
+            &self.signature,
+            self.read.issued_at,
+            now,
+            window,
+        )?;
         Ok(&self.read)
     }
 
@@ -92,8 +98,8 @@ impl SignedLogRead {
             b"cyberid-holder-log-1\0",
             &self.read.web_number,
             &self.read.nonce,
-            self.read.issued_at.saturating_sub(CLOCK_AHEAD),
-            self.read.issued_at.saturating_add(window),
+            self.read.issued_at,
+            window,
         )
     }
 }

@@ -179,6 +179,14 @@ impl<R: RevocationSet> MemoryRegistry<R> {
     }
 }
 
+impl<R> MemoryRegistry<R> {
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, cyberid_engine::Error> {
+        self.state
+            .lock()
+            .map_err(|_| cyberid_engine::Error::Poisoned)
+    }
+}
+
 /// The audit trail's revocation set, so that the registry is one store as a durable one is.
 impl<R: RevocationSet> RevocationSet for MemoryRegistry<R> {
     fn standing(&self, web_number: &WebNumber) -> cyberid_engine::Standing {
@@ -192,10 +200,7 @@ impl<R: RevocationSet> RevocationSet for MemoryRegistry<R> {
     }
     fn apply_batch(&self, records: &[RevocationRecord]) -> Result<u64, cyberid_engine::Error> {
         // Under the registry's lock, so an enrollment's audit and other records keep one order.
-        let _state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let _state = self.state()?;
         self.history.apply_batch(records)
     }
     fn history(
@@ -238,18 +243,12 @@ pub fn check_expected(
 
 impl<R: RevocationSet> Registry for MemoryRegistry<R> {
     fn find(&self, index: &BlindIndex) -> Result<Option<WebNumber>, Error> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let state = self.state()?;
         Ok(state.by_index.get(index).copied())
     }
 
     fn holder(&self, web_number: &WebNumber) -> Result<Option<Enrollment>, Error> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let state = self.state()?;
         Ok(state.holders.get(web_number).cloned())
     }
 
@@ -259,10 +258,7 @@ impl<R: RevocationSet> Registry for MemoryRegistry<R> {
         expected: Option<WebNumber>,
         audit: &[RevocationRecord],
     ) -> Result<u64, Error> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let mut state = self.state()?;
         check_expected(
             enrollment,
             expected,
@@ -285,10 +281,7 @@ impl<R: RevocationSet> Registry for MemoryRegistry<R> {
         web_number: &WebNumber,
         platform: &PlatformId,
     ) -> Result<Option<StandingConsent>, Error> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let state = self.state()?;
         Ok(state
             .consents
             .get(&(*web_number, *platform.audience_field()))
@@ -296,10 +289,7 @@ impl<R: RevocationSet> Registry for MemoryRegistry<R> {
     }
 
     fn consents(&self, web_number: &WebNumber) -> Result<Vec<StandingConsent>, Error> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let state = self.state()?;
         Ok(state
             .consents
             .range((*web_number, [0; PLATFORM_ID_LEN])..=(*web_number, [u8::MAX; PLATFORM_ID_LEN]))
@@ -308,10 +298,7 @@ impl<R: RevocationSet> Registry for MemoryRegistry<R> {
     }
 
     fn put_consent(&self, web_number: &WebNumber, consent: &StandingConsent) -> Result<(), Error> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let mut state = self.state()?;
         state
             .consents
             .insert((*web_number, *consent.platform.audience_field()), *consent);
@@ -323,10 +310,7 @@ impl<R: RevocationSet> Registry for MemoryRegistry<R> {
         web_number: &WebNumber,
         platform: &PlatformId,
     ) -> Result<bool, Error> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| cyberid_engine::Error::Poisoned)?;
+        let mut state = self.state()?;
         Ok(state
             .consents
             .remove(&(*web_number, *platform.audience_field()))
