@@ -85,17 +85,20 @@ pub(crate) fn index_key(by: &[u8], index: u64) -> Vec<u8> {
     [by, &index.to_be_bytes()[..]].concat()
 }
 
-/// The records of the run stored under `key`, with their indexes.
-pub(crate) fn run_records_at(key: &[u8], run: &[u8]) -> Result<Vec<(u64, Record)>, Error> {
-    let first =
-        decode_u64(key).ok_or_else(|| Error::Corrupt("a log entries key is not 8 bytes".into()))?;
+/// The first index of the run stored under `key`.
+fn run_first(key: &[u8]) -> Result<u64, Error> {
+    decode_u64(key).ok_or_else(|| Error::Corrupt("a log entries key is not 8 bytes".into()))
+}
+
+/// The entries of the run stored under `key`, with their indexes and secrets.
+pub(crate) fn run_entries(key: &[u8], run: &[u8]) -> Result<Vec<StoredEntry>, Error> {
+    let first = run_first(key)?;
     run_records(run)
         .enumerate()
         .map(|(position, record)| {
             let record =
                 record.ok_or_else(|| Error::Corrupt(format!("log run {first} is damaged")))?;
             decode_stored(first + position as u64, record)
-                .map(|stored| (stored.index, stored.record))
         })
         .collect()
 }
@@ -305,12 +308,12 @@ impl Inner {
             }
         }
         if found.len() < limit {
-            let unindexed = self.records_between(from.max(indexed), size, matches)?;
-            for (index, _) in unindexed.into_iter().take(limit - found.len()) {
-                if let Some(entry) = self.read_entry(index)? {
-                    found.push(entry);
-                }
-            }
+            // Not below retention: the runs there are deleted, or being deleted.
+            let from = from
+                .max(indexed)
+                .max(self.log_retained_from.load(Ordering::Acquire));
+            let unindexed = self.entries_between(from, size, |stored| matches(&stored.record))?;
+            found.extend(unindexed.into_iter().take(limit - found.len()));
         }
         Ok(found)
     }
@@ -334,16 +337,8 @@ impl Inner {
             IteratorMode::From(&from.to_be_bytes(), Direction::Forward),
         ) {
             let (key, run) = row.map_err(|e| store_error("read the log", &e))?;
-            let first = decode_u64(&key)
-                .ok_or_else(|| Error::Corrupt("a log entries key is not 8 bytes".into()))?;
-            let records = run_records(&run)
-                .enumerate()
-                .map(|(position, record)| {
-                    let record = record
-                        .ok_or_else(|| Error::Corrupt(format!("log run {first} is damaged")))?;
-                    decode_stored(first + position as u64, record)
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
+            let first = run_first(&key)?;
+            let records = run_entries(&key, &run)?;
             // Runs are in index order, which is time order to within a batch: the first run
             // holding an entry inside retention ends the pass.
             if records

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use cyberid_engine::Error;
-use cyberid_translog::Record;
+use cyberid_translog::{Record, StoredEntry};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::Inner;
-use crate::authlog::run_records_at;
+use crate::authlog::run_entries;
 use crate::layout::{
     LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_INDEXED_KEY, META, read_u64, store_error,
 };
@@ -176,17 +176,21 @@ impl Inner {
         if from >= size {
             return Ok(());
         }
-        let rows = self.records_between(from, size, |_| true)?;
+        let rows: Vec<(u64, Record)> = self
+            .entries_between(from, size, |_| true)?
+            .into_iter()
+            .map(|stored| (stored.index, stored.record))
+            .collect();
         self.write_index(&rows, size)
     }
 
-    /// The records with indexes in `[from, to)` that `wanted` accepts, from their runs.
-    pub(crate) fn records_between(
+    /// The entries with indexes in `[from, to)` that `wanted` accepts, from their runs.
+    pub(crate) fn entries_between(
         &self,
         from: u64,
         to: u64,
-        wanted: impl Fn(&Record) -> bool,
-    ) -> Result<Vec<(u64, Record)>, Error> {
+        wanted: impl Fn(&StoredEntry) -> bool,
+    ) -> Result<Vec<StoredEntry>, Error> {
         let mut found = Vec::new();
         if from >= to {
             return Ok(found);
@@ -203,12 +207,12 @@ impl Inner {
         };
         for run in self.db.iterator_cf(&entries, mode) {
             let (key, run) = run.map_err(|e| store_error("read the log", &e))?;
-            for (index, record) in run_records_at(&key, &run)? {
-                if index >= to {
+            for stored in run_entries(&key, &run)? {
+                if stored.index >= to {
                     return Ok(found);
                 }
-                if index >= from && wanted(&record) {
-                    found.push((index, record));
+                if stored.index >= from && wanted(&stored) {
+                    found.push(stored);
                 }
             }
         }
