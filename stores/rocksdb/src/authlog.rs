@@ -171,7 +171,7 @@ impl Inner {
     ) -> Result<(Frontier, Vec<Option<Receipt>>, IndexJob), Error> {
         let mut secrets = vec![0u8; items.len() * ENTRY_SECRET_LEN];
         getrandom::fill(&mut secrets).map_err(|_| Error::Random)?;
-        let mut rows = Vec::with_capacity(items.len());
+        let mut index_job = IndexJob::default();
         let mut frontier = frontier.clone();
         let first = frontier.size();
         let mut entries_run = Vec::with_capacity(items.len() * (ENTRY_SECRET_LEN + 2 + 55));
@@ -191,7 +191,7 @@ impl Inner {
             for node in frontier.append(leaf_hash(&commitment.0)) {
                 push_node(&mut tree_run, node.level, node.index, &node.hash);
             }
-            rows.push((index, Record::Verification(entry)));
+            index_job.push(index, &Record::Verification(entry));
             receipts.push(Some(Receipt {
                 index,
                 commitment: commitment.0,
@@ -201,8 +201,8 @@ impl Inner {
             batch.put_cf(&self.cf(LOG_ENTRIES)?, first.to_be_bytes(), entries_run);
             batch.put_cf(&self.cf(LOG_TREE)?, first.to_be_bytes(), tree_run);
         }
-        let end = frontier.size();
-        Ok((frontier, receipts, IndexJob { rows, end }))
+        index_job.end = frontier.size();
+        Ok((frontier, receipts, index_job))
     }
 
     /// Appends one record with its own synced write (an authority's access: rare, and never

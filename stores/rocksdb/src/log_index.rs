@@ -17,9 +17,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use cyberid_engine::Error;
 use cyberid_translog::{Record, StoredEntry};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
@@ -30,24 +30,65 @@ use crate::layout::{
     LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_INDEXED_KEY, META, read_u64, store_error,
 };
 
-/// The rows of a settled batch's entries, and the log size after them.
-#[derive(Debug)]
+/// The index rows of settled entries, as the keys they become, and the log size after them.
+/// Built on the settler from the entries it staged: the indexer needs no more than these keys,
+/// and a key is smaller to queue than the record it came from.
+#[derive(Debug, Default)]
 pub(crate) struct IndexJob {
-    pub(crate) rows: Vec<(u64, Record)>,
+    by_holder: Vec<HolderKey>,
+    by_certificate: Vec<CertificateKey>,
     pub(crate) end: u64,
 }
 
-/// How long the indexer gathers rows before writing them, and how many at most. Sorted
-/// before they go in, a large batch of rows lands in the memtable's skip list close to its
-/// predecessor, where a batch's worth of random keys costs a full descent each (the skip
-/// list's search was half the indexer's time, tuning.md §8). Readers pay for the wait: entries
-/// above the watermark are found in their runs, at most this much of the log.
+/// A row of `log_by_holder`: the Web Number, then the entry's index (as `authlog::index_key`).
+type HolderKey = [u8; 10 + 8];
+/// A row of `log_by_certificate`: the certificate id, then the entry's index.
+type CertificateKey = [u8; 16 + 8];
+
+impl IndexJob {
+    /// Adds the rows of the record at `index`.
+    pub(crate) fn push(&mut self, index: u64, record: &Record) {
+        if let Some(holder) = record.holder() {
+            self.by_holder.push(fixed_key(holder.as_bytes(), index));
+        }
+        if let Some(certificate) = record.certificate_id() {
+            self.by_certificate
+                .push(fixed_key(certificate.as_bytes(), index));
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_holder.is_empty() && self.by_certificate.is_empty()
+    }
+
+    fn rows(&self) -> usize {
+        self.by_holder.len() + self.by_certificate.len()
+    }
+
+    /// Takes `later`'s rows and end (a job of entries after this one's).
+    fn append(&mut self, mut later: IndexJob) {
+        self.by_holder.append(&mut later.by_holder);
+        self.by_certificate.append(&mut later.by_certificate);
+        self.end = later.end;
+    }
+}
+
+/// How long the indexer gathers rows before writing them. Sorted before they go in, a large
+/// batch of rows lands in the memtable's skip list close to its predecessor, where a batch's
+/// worth of random keys costs a full descent each (the skip list's search was half the
+/// indexer's time, tuning.md §8). The indexer sleeps through the window and then takes what
+/// queued, rather than waking for every settled batch (a wake-up each was an eighth of its
+/// time). Readers pay for the wait: entries above the watermark are found in their runs, at
+/// most this much of the log.
 const GATHER: Duration = Duration::from_millis(100);
-const GATHER_ROWS: usize = 16_384;
 
 /// At most this many queued batches: past it the settler waits (the indexer is behind by
-/// more than a few seconds of verifications, and memory must stay bounded).
-pub(crate) const QUEUE: usize = 1024;
+/// seconds of verifications, and memory must stay bounded). A window holds one batch per
+/// settled batch, however small the batches are at low load.
+pub(crate) const QUEUE: usize = 8192;
+
+/// Most rows in one write of the indexer.
+const MAX_ROWS: usize = 1 << 17;
 
 /// Starts the index writer; the sender stops it (after it has written what is queued).
 pub(crate) fn start(inner: &Arc<Inner>) -> Result<(Sender<()>, JoinHandle<()>), Error> {
@@ -88,13 +129,38 @@ impl Inner {
         loop {
             crossbeam_channel::select! {
                 recv(jobs) -> job => match job {
-                    Ok(job) => self.index_queued(job, jobs),
+                    Ok(mut job) => {
+                        // The window, cut short by a stop (a clean close leaves the indexes
+                        // complete: what queued is written below either way).
+                        let stop = !matches!(
+                            stopped.recv_timeout(GATHER),
+                            Err(RecvTimeoutError::Timeout)
+                        );
+                        // Bounded, so that a backlog is written in pieces of a few megabytes;
+                        // what is left waits for the next window.
+                        while job.rows() < MAX_ROWS {
+                            match jobs.try_recv() {
+                                Ok(later) => job.append(later),
+                                Err(_) => break,
+                            }
+                        }
+                        // A failure poisons the store (as any failed write does); until it is
+                        // reopened, readers still find every entry above the watermark from
+                        // the runs.
+                        let _ = self.write_index(job);
+                        if stop {
+                            return;
+                        }
+                    }
                     Err(_) => return,
                 },
                 recv(stopped) -> _ => {
-                    // A clean close leaves the indexes complete.
-                    while let Ok(job) = jobs.try_recv() {
-                        self.index_queued(job, jobs);
+                    let mut rest = IndexJob::default();
+                    for later in jobs.try_iter() {
+                        rest.append(later);
+                    }
+                    if !rest.is_empty() {
+                        let _ = self.write_index(rest);
                     }
                     return;
                 }
@@ -102,29 +168,9 @@ impl Inner {
         }
     }
 
-    /// Writes `first` and what else arrives within [`GATHER`] (up to [`GATHER_ROWS`] rows) as
-    /// one batch.
-    fn index_queued(&self, first: IndexJob, jobs: &Receiver<IndexJob>) {
-        let mut rows = first.rows;
-        let mut end = first.end;
-        let deadline = Instant::now() + GATHER;
-        while rows.len() < GATHER_ROWS {
-            match jobs.recv_deadline(deadline) {
-                Ok(next) => {
-                    rows.extend(next.rows);
-                    end = next.end;
-                }
-                Err(_) => break,
-            }
-        }
-        // A failure poisons the store (as any failed write does); until it is reopened, readers
-        // still find every entry above the watermark from the runs.
-        let _ = self.write_index(&rows, end);
-    }
-
-    /// Writes the rows of `rows` and moves the watermark to `end`, unsynced: a later synced
+    /// Writes the rows of `job` and moves the watermark to its end, unsynced: a later synced
     /// write, or the next open's catch-up, makes them durable.
-    pub(crate) fn write_index(&self, rows: &[(u64, Record)], end: u64) -> Result<(), Error> {
+    pub(crate) fn write_index(&self, mut job: IndexJob) -> Result<(), Error> {
         self.check_poisoned()?;
         crate::faults::point("rocksdb::index")?;
         let (holders, certificates, meta) = (
@@ -132,28 +178,17 @@ impl Inner {
             self.cf(LOG_BY_CERTIFICATE)?,
             self.cf(META)?,
         );
-        // Fixed-size keys: no allocation per row.
-        let mut by_holder: Vec<[u8; 10 + 8]> = Vec::with_capacity(rows.len());
-        let mut by_certificate: Vec<[u8; 16 + 8]> = Vec::with_capacity(rows.len());
-        for (index, record) in rows {
-            if let Some(holder) = record.holder() {
-                by_holder.push(fixed_key(holder.as_bytes(), *index));
-            }
-            if let Some(certificate) = record.certificate_id() {
-                by_certificate.push(fixed_key(certificate.as_bytes(), *index));
-            }
-        }
         // In key order: each insert starts its skip-list search where the last one ended.
-        by_holder.sort_unstable();
-        by_certificate.sort_unstable();
+        job.by_holder.sort_unstable();
+        job.by_certificate.sort_unstable();
         let mut batch = WriteBatch::default();
-        for key in &by_holder {
+        for key in &job.by_holder {
             batch.put_cf(&holders, key, []);
         }
-        for key in &by_certificate {
+        for key in &job.by_certificate {
             batch.put_cf(&certificates, key, []);
         }
-        batch.put_cf(&meta, LOG_INDEXED_KEY, end.to_be_bytes());
+        batch.put_cf(&meta, LOG_INDEXED_KEY, job.end.to_be_bytes());
         drop((holders, certificates, meta));
         let mut unsynced = WriteOptions::default();
         unsynced.set_sync(false);
@@ -162,7 +197,7 @@ impl Inner {
             self.poison("write the log index", &error);
             return Err(error);
         }
-        self.log_indexed.fetch_max(end, Ordering::AcqRel);
+        self.log_indexed.fetch_max(job.end, Ordering::AcqRel);
         Ok(())
     }
 
@@ -176,12 +211,14 @@ impl Inner {
         if from >= size {
             return Ok(());
         }
-        let rows: Vec<(u64, Record)> = self
-            .entries_between(from, size, |_| true)?
-            .into_iter()
-            .map(|stored| (stored.index, stored.record))
-            .collect();
-        self.write_index(&rows, size)
+        let mut job = IndexJob {
+            end: size,
+            ..IndexJob::default()
+        };
+        for stored in self.entries_between(from, size, |_| true)? {
+            job.push(stored.index, &stored.record);
+        }
+        self.write_index(job)
     }
 
     /// The entries with indexes in `[from, to)` that `wanted` accepts, from their runs.

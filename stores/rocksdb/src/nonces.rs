@@ -133,7 +133,7 @@ impl Inner {
         *frontier = grown;
         // Still under the lock, so the indexer receives batches in index order. A stopped
         // indexer loses nothing: readers and the next open find unindexed entries in the runs.
-        if !index.rows.is_empty() {
+        if !index.is_empty() {
             let _ = self.index_jobs.send(index);
         }
         Ok(receipts)
