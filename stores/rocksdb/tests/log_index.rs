@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cyberid_engine::contract::{NOW, claim};
 use cyberid_engine::{
-    CertificateId, LogEntry, LogItem, LogOutcome, ManualClock, NonceStore, WebNumber,
+    CertificateId, LogEntry, LogItem, LogOutcome, ManualClock, NonceClaim, NonceStore, WebNumber,
 };
 use cyberid_store_rocksdb::{DurableStore, StoreOptions};
 use cyberid_translog::LogStore;
@@ -126,4 +126,52 @@ fn every_durable_entry_is_found_before_and_after_its_rows_are_written() {
     assert_eq!(indexes_of(&store, &bob), vec![7, 8]);
     drop(store);
     assert_eq!(on_disk(dir.path()), (9, 9, Some(9)));
+
+    // Many rows at once (the indexer writes them in several writes, the watermark with the
+    // last): every one is found through the rows after a close.
+    let store = open(dir.path());
+    let certificates = settle_many(&store, bob, 2000);
+    drop(store);
+    assert_eq!(on_disk(dir.path()), (2009, 2009, Some(2009)));
+    let store = open(dir.path());
+    assert_eq!(store.entries_of_holder(&bob, 0, 5000).unwrap().len(), 2002);
+    for (n, certificate) in certificates.iter().enumerate().step_by(97) {
+        let found = store.entries_of_certificate(certificate).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].index, 9 + n as u64);
+    }
+}
+
+/// Settles `n` fresh claims with distinct certificate ids, in batches of 64, each logged for
+/// `holder`; their certificate ids, in log order.
+fn settle_many(store: &DurableStore, holder: WebNumber, n: u16) -> Vec<CertificateId> {
+    let claims: Vec<_> = (0..n)
+        .map(|i| {
+            let mut id = [0xA5; 16];
+            id[..2].copy_from_slice(&i.to_be_bytes());
+            NonceClaim {
+                certificate_id: CertificateId::from_bytes(id),
+                ..claim(0, NOW + 200)
+            }
+        })
+        .collect();
+    for batch in claims.chunks(64) {
+        let items: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(position, claimed)| LogItem {
+                entry: LogEntry {
+                    at_ms: NOW * 1000,
+                    platform: "shop.example".parse().unwrap(),
+                    web_number: holder,
+                    certificate_id: claimed.certificate_id,
+                    outcome: LogOutcome::Valid,
+                    disclosed: 0,
+                },
+                claim: Some(position),
+            })
+            .collect();
+        store.consume_logged(batch, &items).unwrap();
+    }
+    claims.iter().map(|c| c.certificate_id).collect()
 }
