@@ -274,7 +274,7 @@ impl Inner {
     }
 
     /// Entries whose index rows start with `by` (those `matches` accepts), from index `from`,
-    /// up to `limit`: from the rows below the indexer's watermark, then from the runs above it.
+    /// up to `limit`: from the rows and the indexer's tail, then from the runs past the tail.
     fn entries_by(
         &self,
         family: &str,
@@ -283,25 +283,12 @@ impl Inner {
         from: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, Error> {
-        // The watermark first: every entry below it has its rows; the size after it covers
-        // every entry durable now.
-        let indexed = self.log_indexed.load(Ordering::Acquire);
+        // The rows and the tail first: every entry below `past` is found there; the size
+        // after them covers every entry durable now.
+        let (indexes, past) = self.indexed(family, by, from, limit)?;
         let size = self.log_size.load(Ordering::Acquire);
-        let rows = self.cf(family)?;
-        let start = index_key(by, from);
         let mut found = Vec::new();
-        for row in self
-            .db
-            .iterator_cf(&rows, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (key, _) = row.map_err(|e| store_error("read the log index", &e))?;
-            if found.len() >= limit || !key.starts_with(by) || key.len() != by.len() + 8 {
-                break;
-            }
-            let index = decode_u64(&key[by.len()..]).expect("8 bytes");
-            if index >= indexed {
-                break;
-            }
+        for index in indexes {
             // A row whose entry is past retention is being deleted with it.
             if let Some(entry) = self.read_entry(index)? {
                 found.push(entry);
@@ -310,7 +297,7 @@ impl Inner {
         if found.len() < limit {
             // Not below retention: the runs there are deleted, or being deleted.
             let from = from
-                .max(indexed)
+                .max(past)
                 .max(self.log_retained_from.load(Ordering::Acquire));
             let unindexed = self.entries_between(from, size, |stored| matches(&stored.record))?;
             found.extend(unindexed.into_iter().take(limit - found.len()));

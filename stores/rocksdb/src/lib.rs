@@ -100,8 +100,8 @@ struct Inner {
     log_size: AtomicU64,
     /// Entries below this index are past retention.
     log_retained_from: AtomicU64,
-    /// Entries below this index have their index rows (`log_index.rs`).
-    log_indexed: AtomicU64,
+    /// The rows of the log's unwritten tail, in memory (`log_index.rs`).
+    log_tail: RwLock<log_index::Tail>,
     /// Settled batches' index rows, in index order, to the indexer.
     index_jobs: Sender<log_index::IndexJob>,
     /// The indexer's end, until it starts.

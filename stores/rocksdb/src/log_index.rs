@@ -2,27 +2,40 @@
 //! path.
 //!
 //! Why: index rows were two random-keyed puts per entry inside the synced write that consumes
-//! the nonces, two thirds of that write's puts; the settler waited for them on every batch
+//! the nonces, two thirds of that write's puts; the settler waited for them on every batch.
+//! Written after it, by a thread of their own, each row was still a random key inserted into a
+//! memtable skip list of hundreds of thousands of rows: the largest part of the log's cost
 //! (tuning.md §8). The entries themselves (one run per batch) are what the log must never lose,
-//! and they stay in the synced write. The rows are derived data: a thread writes them after
-//! the entries are durable, unsynced, together with a watermark (`log_indexed_to` in `meta`)
-//! in the same batch, so that on disk the watermark never runs ahead of its rows.
+//! and they stay in the synced write. The rows are derived data, so they take a cheaper road:
 //!
-//! Readers see every durable entry at once: rows answer below the watermark, and the few
-//! entries above it are found by reading their runs. At open, whatever a crash left unindexed
-//! (entries from the watermark on) is indexed again from the runs before the store serves.
+//! - the settler queues each batch's rows to the indexer, which gathers them for 100 ms and
+//!   adds them to the *tail*: two hash maps in memory, by holder and by certificate, of the
+//!   entries from the watermark on;
+//! - every few seconds (and at close) the indexer writes the tail's rows, sorted, as one SST
+//!   file per family and ingests it (no memtable, no skip list, no WAL: RocksDB makes the
+//!   file durable before it is visible), then moves the watermark (`log_indexed_to` in
+//!   `meta`) to the tail's end and empties the tail.
+//!
+//! Readers see every durable entry at once: rows in RocksDB below the tail's end, the tail's
+//! maps, and the few entries past the tail (queued to the indexer) from their runs. At open,
+//! whatever a crash left unindexed (entries from the watermark on) is indexed again from the
+//! runs before the store serves; a watermark behind its rows only makes the same rows again.
 //! Access records (an authority's read, rare) still write their rows in their own synced
-//! write; the watermark only ever moves over entries that are indexed one way or the other.
+//! write; a reader merges those with the tail's, once each.
 
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use cyberid_engine::Error;
 use cyberid_translog::{Record, StoredEntry};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{
+    Direction, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, WriteOptions,
+};
 
 use crate::Inner;
 use crate::authlog::run_entries;
@@ -30,68 +43,130 @@ use crate::layout::{
     LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_INDEXED_KEY, META, read_u64, store_error,
 };
 
-/// The index rows of settled entries, as the keys they become, and the log size after them.
-/// Built on the settler from the entries it staged: the indexer needs no more than these keys,
-/// and a key is smaller to queue than the record it came from.
+/// A Web Number's bytes, as a `log_by_holder` row starts.
+type HolderBytes = [u8; 10];
+/// A certificate id, as a `log_by_certificate` row starts.
+type CertificateBytes = [u8; 16];
+
+/// The index rows of settled entries, and the log size after them. Built on the settler from
+/// the entries it staged: the indexer needs no more than these, and they are smaller to queue
+/// than the records they came from.
 #[derive(Debug, Default)]
 pub(crate) struct IndexJob {
-    by_holder: Vec<HolderKey>,
-    by_certificate: Vec<CertificateKey>,
+    by_holder: Vec<(HolderBytes, u64)>,
+    by_certificate: Vec<(CertificateBytes, u64)>,
     pub(crate) end: u64,
 }
-
-/// A row of `log_by_holder`: the Web Number, then the entry's index (as `authlog::index_key`).
-type HolderKey = [u8; 10 + 8];
-/// A row of `log_by_certificate`: the certificate id, then the entry's index.
-type CertificateKey = [u8; 16 + 8];
 
 impl IndexJob {
     /// Adds the rows of the record at `index`.
     pub(crate) fn push(&mut self, index: u64, record: &Record) {
         if let Some(holder) = record.holder() {
-            self.by_holder.push(fixed_key(holder.as_bytes(), index));
+            self.by_holder.push((*holder.as_bytes(), index));
         }
         if let Some(certificate) = record.certificate_id() {
-            self.by_certificate
-                .push(fixed_key(certificate.as_bytes(), index));
+            self.by_certificate.push((*certificate.as_bytes(), index));
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.by_holder.is_empty() && self.by_certificate.is_empty()
     }
+}
 
-    fn rows(&self) -> usize {
-        self.by_holder.len() + self.by_certificate.len()
+/// The rows of the log's unwritten tail: entries `[from, end)`, whose rows are in memory only.
+/// Below `from` every entry's rows are in RocksDB.
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    pub(crate) from: u64,
+    pub(crate) end: u64,
+    by_holder: HashMap<HolderBytes, Vec<u64>>,
+    by_certificate: HashMap<CertificateBytes, Vec<u64>>,
+    rows: usize,
+}
+
+impl Tail {
+    fn add(&mut self, job: IndexJob) {
+        self.rows += job.by_holder.len() + job.by_certificate.len();
+        for (holder, index) in job.by_holder {
+            self.by_holder.entry(holder).or_default().push(index);
+        }
+        for (certificate, index) in job.by_certificate {
+            self.by_certificate
+                .entry(certificate)
+                .or_default()
+                .push(index);
+        }
+        self.end = self.end.max(job.end);
     }
 
-    /// Takes `later`'s rows and end (a job of entries after this one's).
-    fn append(&mut self, mut later: IndexJob) {
-        self.by_holder.append(&mut later.by_holder);
-        self.by_certificate.append(&mut later.by_certificate);
-        self.end = later.end;
+    /// The tail's entries whose rows in `family` start with `by`, in index order.
+    pub(crate) fn indexes(&self, family: &str, by: &[u8]) -> &[u64] {
+        let found = match family {
+            LOG_BY_HOLDER => <&HolderBytes>::try_from(by)
+                .ok()
+                .and_then(|by| self.by_holder.get(by)),
+            LOG_BY_CERTIFICATE => <&CertificateBytes>::try_from(by)
+                .ok()
+                .and_then(|by| self.by_certificate.get(by)),
+            _ => None,
+        };
+        found.map_or(&[], Vec::as_slice)
+    }
+
+    /// The tail's rows of one family as sorted keys: what they index by (`K` bytes), then the
+    /// entry's index (as `authlog::index_key` makes them).
+    fn keys<const K: usize, const N: usize>(
+        rows: &HashMap<[u8; K], Vec<u64>>,
+        retained_from: u64,
+    ) -> Vec<[u8; N]> {
+        const {
+            assert!(
+                N == K + 8,
+                "a key is what it indexes by and 8 bytes of index"
+            )
+        };
+        let mut keys: Vec<[u8; N]> = rows
+            .iter()
+            .flat_map(|(by, indexes)| {
+                indexes
+                    .iter()
+                    // An entry already past retention is gone with its run: no row for it.
+                    .filter(move |index| **index >= retained_from)
+                    .map(move |index| {
+                        let mut key = [0u8; N];
+                        key[..K].copy_from_slice(by);
+                        key[K..].copy_from_slice(&index.to_be_bytes());
+                        key
+                    })
+            })
+            .collect();
+        keys.sort_unstable();
+        keys
     }
 }
 
-/// How long the indexer gathers rows before writing them. Sorted before they go in, a large
-/// batch of rows lands in the memtable's skip list close to its predecessor, where a batch's
-/// worth of random keys costs a full descent each (the skip list's search was half the
-/// indexer's time, tuning.md §8). The indexer sleeps through the window and then takes what
-/// queued, rather than waking for every settled batch (a wake-up each was an eighth of its
-/// time). Readers pay for the wait: entries above the watermark are found in their runs, at
-/// most this much of the log.
+/// How long the indexer gathers queued batches before adding them to the tail: one wake-up
+/// per window rather than per settled batch. Readers find entries past the tail in their runs:
+/// at most this much of the log.
 const GATHER: Duration = Duration::from_millis(100);
+
+/// The tail is written once it holds this many rows, or is this old, whichever comes first.
+/// Larger makes fewer and larger files (each ingested file is one more for compaction to
+/// merge); smaller keeps less in memory and less to index again after a crash.
+const TAIL_ROWS: usize = 1 << 18;
+const TAIL_AGE: Duration = Duration::from_secs(5);
 
 /// At most this many queued batches: past it the settler waits (the indexer is behind by
 /// seconds of verifications, and memory must stay bounded). A window holds one batch per
 /// settled batch, however small the batches are at low load.
 pub(crate) const QUEUE: usize = 8192;
 
-/// Most rows the indexer takes from its queue at once.
-const MAX_ROWS: usize = 1 << 17;
-
-/// Rows per write of the indexer: about half a millisecond of memtable inserts.
-const CHUNK: usize = 512;
+/// The directory (inside the store's) where the indexer writes its files before ingesting
+/// them. Emptied at open: a file there was never ingested.
+pub(crate) fn ingest_dir(store: &std::path::Path) -> PathBuf {
+    store.join("index-ingest")
+}
 
 /// Starts the index writer; the sender stops it (after it has written what is queued).
 pub(crate) fn start(inner: &Arc<Inner>) -> Result<(Sender<()>, JoinHandle<()>), Error> {
@@ -113,129 +188,208 @@ pub(crate) fn start(inner: &Arc<Inner>) -> Result<(Sender<()>, JoinHandle<()>), 
         })
 }
 
-/// An index row's key (as `authlog::index_key` makes it) in an array of its exact size.
-fn fixed_key<const N: usize, const K: usize>(by: &[u8; K], index: u64) -> [u8; N] {
-    const {
-        assert!(
-            N == K + 8,
-            "a key is what it indexes by and 8 bytes of index"
-        )
-    };
-    let mut key = [0u8; N];
-    key[..K].copy_from_slice(by);
-    key[K..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
 impl Inner {
     fn run_indexer(&self, jobs: &Receiver<IndexJob>, stopped: &Receiver<()>) {
+        let mut written = Instant::now();
         loop {
+            let mut stop = false;
             crossbeam_channel::select! {
                 recv(jobs) -> job => match job {
-                    Ok(mut job) => {
-                        // The window, cut short by a stop (a clean close leaves the indexes
-                        // complete: what queued is written below either way).
-                        let stop = !matches!(
+                    Ok(job) => {
+                        // The window, cut short by a stop.
+                        stop = !matches!(
                             stopped.recv_timeout(GATHER),
                             Err(RecvTimeoutError::Timeout)
                         );
-                        // Bounded, so that a backlog is written in pieces of a few megabytes;
-                        // what is left waits for the next window.
-                        while job.rows() < MAX_ROWS {
-                            match jobs.try_recv() {
-                                Ok(later) => job.append(later),
-                                Err(_) => break,
-                            }
-                        }
-                        // A failure poisons the store (as any failed write does); until it is
-                        // reopened, readers still find every entry above the watermark from
-                        // the runs.
-                        let _ = self.write_index(job);
-                        if stop {
+                        if !self.add_to_tail(job, jobs) {
                             return;
                         }
                     }
                     Err(_) => return,
                 },
-                recv(stopped) -> _ => {
-                    let mut rest = IndexJob::default();
-                    for later in jobs.try_iter() {
-                        rest.append(later);
-                    }
-                    if !rest.is_empty() {
-                        let _ = self.write_index(rest);
-                    }
-                    return;
+                recv(stopped) -> _ => stop = true,
+                default(TAIL_AGE) => {}
+            }
+            if stop {
+                // A clean close leaves the indexes complete.
+                if self.add_to_tail(IndexJob::default(), jobs) {
+                    let _ = self.write_tail();
                 }
+                return;
+            }
+            let due = self
+                .log_tail
+                .read()
+                .map(|tail| {
+                    tail.rows >= TAIL_ROWS
+                        || (tail.end > tail.from && written.elapsed() >= TAIL_AGE)
+                })
+                .unwrap_or(false);
+            if due {
+                // A failure poisons the store (as any failed write does); until it is
+                // reopened, readers still find every entry in the tail or in the runs.
+                let _ = self.write_tail();
+                written = Instant::now();
             }
         }
     }
 
-    /// Writes the rows of `job` and moves the watermark to its end, unsynced: a later synced
-    /// write, or the next open's catch-up, makes them durable.
-    pub(crate) fn write_index(&self, mut job: IndexJob) -> Result<(), Error> {
+    /// Adds `first` and whatever else is queued to the tail; false if its lock is poisoned.
+    fn add_to_tail(&self, first: IndexJob, jobs: &Receiver<IndexJob>) -> bool {
+        let Ok(mut tail) = self.log_tail.write() else {
+            return false;
+        };
+        tail.add(first);
+        for job in jobs.try_iter() {
+            tail.add(job);
+        }
+        true
+    }
+
+    /// Writes the tail's rows as one ingested file per family, moves the watermark to the
+    /// tail's end and empties the tail.
+    pub(crate) fn write_tail(&self) -> Result<(), Error> {
         self.check_poisoned()?;
         crate::faults::point("rocksdb::index")?;
-        let (holders, certificates, meta) = (
-            self.cf(LOG_BY_HOLDER)?,
-            self.cf(LOG_BY_CERTIFICATE)?,
-            self.cf(META)?,
-        );
-        // In key order: each insert starts its skip-list search where the last one ended.
-        job.by_holder.sort_unstable();
-        job.by_certificate.sort_unstable();
-        // In writes of CHUNK rows: RocksDB's write group makes the settler's synced write wait
-        // for the memtable inserts of any write grouped with it, and a whole window's rows at
-        // once held it for milliseconds. The watermark goes with the last write, so it never
-        // precedes a row on disk (the writes reach the WAL in this order).
-        let rows = (job.by_holder.iter().map(|key| (&holders, &key[..]))).chain(
-            job.by_certificate
-                .iter()
-                .map(|key| (&certificates, &key[..])),
-        );
-        let mut batch = WriteBatch::default();
-        for (family, key) in rows {
-            batch.put_cf(family, key, []);
-            if batch.len() == CHUNK {
-                self.write_index_rows(std::mem::take(&mut batch))?;
+        // Only this thread (or the open, before it starts) changes the tail: what is read here
+        // is what is emptied below. Readers go on meanwhile, and between the ingest and the
+        // emptying find the rows in both places (they merge them).
+        let retained_from = self.log_retained_from.load(Ordering::Acquire);
+        let (by_holder, by_certificate, end) = {
+            let tail = self.log_tail.read().map_err(|_| Error::Poisoned)?;
+            if tail.end <= tail.from {
+                return Ok(());
             }
-        }
-        batch.put_cf(&meta, LOG_INDEXED_KEY, job.end.to_be_bytes());
-        drop((holders, certificates, meta));
-        self.write_index_rows(batch)?;
-        self.log_indexed.fetch_max(job.end, Ordering::AcqRel);
+            (
+                Tail::keys::<10, 18>(&tail.by_holder, retained_from),
+                Tail::keys::<16, 24>(&tail.by_certificate, retained_from),
+                tail.end,
+            )
+        };
+        self.ingest(LOG_BY_HOLDER, &by_holder)?;
+        self.ingest(LOG_BY_CERTIFICATE, &by_certificate)?;
+        // After the files: a crash between leaves the watermark behind rows that exist, and
+        // the open makes the same rows again. Unsynced: the next synced write carries it.
+        let mut unsynced = WriteOptions::default();
+        unsynced.set_sync(false);
+        self.db
+            .put_cf_opt(
+                &self.cf(META)?,
+                LOG_INDEXED_KEY,
+                end.to_be_bytes(),
+                &unsynced,
+            )
+            .map_err(|error| self.failed("write the log index", &error))?;
+        let mut tail = self.log_tail.write().map_err(|_| Error::Poisoned)?;
+        *tail = Tail {
+            from: end,
+            end,
+            ..Tail::default()
+        };
         Ok(())
     }
 
-    /// One unsynced write of the indexer; a failure poisons the store.
-    fn write_index_rows(&self, batch: WriteBatch) -> Result<(), Error> {
-        let mut unsynced = WriteOptions::default();
-        unsynced.set_sync(false);
-        self.db.write_opt(batch, &unsynced).map_err(|error| {
-            let error = store_error("write the log index", &error);
-            self.poison("write the log index", &error);
-            error
-        })
+    /// Writes `keys` (sorted, each once) as an SST file of `family`'s rows and ingests it.
+    fn ingest<const N: usize>(&self, family: &str, keys: &[[u8; N]]) -> Result<(), Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let path = ingest_dir(self.db.path()).join(format!("{family}.sst"));
+        let options = Options::default();
+        let mut writer = SstFileWriter::create(&options);
+        let written = writer.open(&path).and_then(|()| {
+            keys.iter().try_for_each(|key| writer.put(key, []))?;
+            writer.finish()
+        });
+        written.map_err(|error| self.failed("write the log index", &error))?;
+        let mut ingest = IngestExternalFileOptions::default();
+        // Linked into the store rather than copied; the name here is free for the next file.
+        ingest.set_move_files(true);
+        let ingested =
+            self.db
+                .ingest_external_file_cf_opts(&self.cf(family)?, &ingest, vec![&path]);
+        let _ = std::fs::remove_file(&path);
+        ingested.map_err(|error| self.failed("ingest the log index", &error))
+    }
+
+    /// A failed write of the index: poisons the store, as any failed write does.
+    fn failed(&self, context: &'static str, error: &rocksdb::Error) -> Error {
+        let error = store_error(context, error);
+        self.poison(context, &error);
+        error
     }
 
     /// Indexes what a crash left above the watermark, before the store serves. A store of an
     /// earlier format, which indexed every entry in its synced write, has no watermark: all of
     /// its log is indexed.
     pub(crate) fn catch_up_index(&self) -> Result<(), Error> {
+        let dir = ingest_dir(self.db.path());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Store {
+            context: "create the log index's ingest directory",
+            detail: e.to_string(),
+        })?;
         let size = self.log_size.load(Ordering::Acquire);
         let from = read_u64(&self.db, META, LOG_INDEXED_KEY)?.unwrap_or(size);
-        self.log_indexed.store(from, Ordering::Release);
-        if from >= size {
-            return Ok(());
+        {
+            let mut tail = self.log_tail.write().map_err(|_| Error::Poisoned)?;
+            *tail = Tail {
+                from,
+                end: from,
+                ..Tail::default()
+            };
+            if from >= size {
+                return Ok(());
+            }
+            let mut job = IndexJob {
+                end: size,
+                ..IndexJob::default()
+            };
+            for stored in self.entries_between(from, size, |_| true)? {
+                job.push(stored.index, &stored.record);
+            }
+            tail.add(job);
         }
-        let mut job = IndexJob {
-            end: size,
-            ..IndexJob::default()
-        };
-        for stored in self.entries_between(from, size, |_| true)? {
-            job.push(stored.index, &stored.record);
+        self.write_tail()
+    }
+
+    /// The indexes of entries whose rows in `family` start with `by`, from index `from`, the
+    /// first `limit` of them, and the log's index from which entries are not yet in the rows
+    /// or the tail (the caller reads those from their runs).
+    pub(crate) fn indexed(
+        &self,
+        family: &str,
+        by: &[u8],
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<u64>, u64), Error> {
+        let tail = self.log_tail.read().map_err(|_| Error::Poisoned)?;
+        let mut found = BTreeSet::new();
+        // Rows in RocksDB: the indexer's below the tail, and access records' anywhere.
+        let rows = self.cf(family)?;
+        let start = crate::authlog::index_key(by, from);
+        for row in self
+            .db
+            .iterator_cf(&rows, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, _) = row.map_err(|e| store_error("read the log index", &e))?;
+            if found.len() >= limit || !key.starts_with(by) || key.len() != by.len() + 8 {
+                break;
+            }
+            let index = crate::layout::decode_u64(&key[by.len()..]).expect("8 bytes");
+            if index >= tail.end {
+                break;
+            }
+            found.insert(index);
         }
-        self.write_index(job)
+        found.extend(
+            tail.indexes(family, by)
+                .iter()
+                .copied()
+                .filter(|index| *index >= from)
+                .take(limit),
+        );
+        Ok((found.into_iter().take(limit).collect(), tail.end))
     }
 
     /// The entries with indexes in `[from, to)` that `wanted` accepts, from their runs.

@@ -81,7 +81,7 @@ pub(crate) fn open(
         log: Mutex::new(cyberid_translog::Frontier::new()),
         log_size: AtomicU64::new(0),
         log_retained_from: AtomicU64::new(log_retained_from),
-        log_indexed: AtomicU64::new(0),
+        log_tail: RwLock::new(crate::log_index::Tail::default()),
         index_jobs,
         index_receiver: Mutex::new(Some(index_receiver)),
         poisoned: OnceLock::new(),
