@@ -427,3 +427,44 @@ impl Inner {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(rows: &[(u8, u8, u64)], end: u64) -> IndexJob {
+        IndexJob {
+            by_holder: rows.iter().map(|(h, _, i)| ([*h; 10], *i)).collect(),
+            by_certificate: rows.iter().map(|(_, c, i)| ([*c; 16], *i)).collect(),
+            end,
+        }
+    }
+
+    #[test]
+    fn the_tail_finds_rows_by_family_and_writes_them_sorted_from_retention_on() {
+        let mut tail = Tail::default();
+        tail.add(job(&[(b'B', 1, 0), (b'A', 2, 1)], 2));
+        tail.add(job(&[(b'B', 3, 2)], 3));
+        assert_eq!((tail.end, tail.rows), (3, 6));
+        assert_eq!(tail.indexes(LOG_BY_HOLDER, &[b'B'; 10]), &[0, 2]);
+        assert_eq!(tail.indexes(LOG_BY_CERTIFICATE, &[3; 16]), &[2]);
+        assert!(
+            tail.indexes(LOG_BY_HOLDER, &[3; 16]).is_empty(),
+            "wrong length"
+        );
+        assert!(tail.indexes(LOG_BY_CERTIFICATE, &[b'B'; 10]).is_empty());
+        let keys = Tail::keys::<10, 18>(&tail.by_holder, 1);
+        let expected: Vec<[u8; 18]> = [(b'A', 1u64), (b'B', 2)]
+            .iter()
+            .map(|(h, i)| {
+                let mut key = [*h; 18];
+                key[10..].copy_from_slice(&i.to_be_bytes());
+                key
+            })
+            .collect();
+        assert_eq!(
+            keys, expected,
+            "sorted, and entry 0 (past retention) left out"
+        );
+    }
+}
