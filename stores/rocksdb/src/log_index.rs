@@ -78,8 +78,8 @@ impl IndexJob {
 /// Below `from` every entry's rows are in RocksDB.
 #[derive(Debug, Default)]
 pub(crate) struct Tail {
-    pub(crate) from: u64,
-    pub(crate) end: u64,
+    from: u64,
+    end: u64,
     by_holder: HashMap<HolderBytes, Vec<u64>>,
     by_certificate: HashMap<CertificateBytes, Vec<u64>>,
     rows: usize,
@@ -101,7 +101,7 @@ impl Tail {
     }
 
     /// The tail's entries whose rows in `family` start with `by`, in index order.
-    pub(crate) fn indexes(&self, family: &str, by: &[u8]) -> &[u64] {
+    fn indexes(&self, family: &str, by: &[u8]) -> &[u64] {
         let found = match family {
             LOG_BY_HOLDER => <&HolderBytes>::try_from(by)
                 .ok()
@@ -164,7 +164,7 @@ pub(crate) const QUEUE: usize = 8192;
 
 /// The directory (inside the store's) where the indexer writes its files before ingesting
 /// them. Emptied at open: a file there was never ingested.
-pub(crate) fn ingest_dir(store: &std::path::Path) -> PathBuf {
+fn ingest_dir(store: &std::path::Path) -> PathBuf {
     store.join("index-ingest")
 }
 

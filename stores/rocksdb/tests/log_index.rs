@@ -23,22 +23,34 @@ fn open(dir: &std::path::Path) -> DurableStore {
 /// Settles `n` fresh claims from id `first`, each logged for `holder`; their certificate ids.
 fn settle(store: &DurableStore, holder: WebNumber, first: u8, n: u8) -> Vec<CertificateId> {
     let claims: Vec<_> = (first..first + n).map(|i| claim(i, NOW + 200)).collect();
-    let items: Vec<_> = claims
-        .iter()
-        .enumerate()
-        .map(|(position, claimed)| LogItem {
-            entry: LogEntry {
-                at_ms: NOW * 1000,
-                platform: "shop.example".parse().unwrap(),
-                web_number: holder,
-                certificate_id: claimed.certificate_id,
-                outcome: LogOutcome::Valid,
-                disclosed: 0,
-            },
-            claim: Some(position),
-        })
-        .collect();
-    store.consume_logged(&claims, &items).unwrap();
+    settle_claims(store, holder, &claims)
+}
+
+/// Settles `claims` in batches of 64, each logged for `holder`; their certificate ids, in log
+/// order.
+fn settle_claims(
+    store: &DurableStore,
+    holder: WebNumber,
+    claims: &[NonceClaim],
+) -> Vec<CertificateId> {
+    for batch in claims.chunks(64) {
+        let items: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(position, claimed)| LogItem {
+                entry: LogEntry {
+                    at_ms: NOW * 1000,
+                    platform: "shop.example".parse().unwrap(),
+                    web_number: holder,
+                    certificate_id: claimed.certificate_id,
+                    outcome: LogOutcome::Valid,
+                    disclosed: 0,
+                },
+                claim: Some(position),
+            })
+            .collect();
+        store.consume_logged(batch, &items).unwrap();
+    }
     claims.iter().map(|c| c.certificate_id).collect()
 }
 
@@ -142,8 +154,8 @@ fn every_durable_entry_is_found_before_and_after_its_rows_are_written() {
     }
 }
 
-/// Settles `n` fresh claims with distinct certificate ids, in batches of 64, each logged for
-/// `holder`; their certificate ids, in log order.
+/// Settles `n` fresh claims with distinct certificate ids, each logged for `holder`; their
+/// certificate ids, in log order.
 fn settle_many(store: &DurableStore, holder: WebNumber, n: u16) -> Vec<CertificateId> {
     let claims: Vec<_> = (0..n)
         .map(|i| {
@@ -155,23 +167,5 @@ fn settle_many(store: &DurableStore, holder: WebNumber, n: u16) -> Vec<Certifica
             }
         })
         .collect();
-    for batch in claims.chunks(64) {
-        let items: Vec<_> = batch
-            .iter()
-            .enumerate()
-            .map(|(position, claimed)| LogItem {
-                entry: LogEntry {
-                    at_ms: NOW * 1000,
-                    platform: "shop.example".parse().unwrap(),
-                    web_number: holder,
-                    certificate_id: claimed.certificate_id,
-                    outcome: LogOutcome::Valid,
-                    disclosed: 0,
-                },
-                claim: Some(position),
-            })
-            .collect();
-        store.consume_logged(batch, &items).unwrap();
-    }
-    claims.iter().map(|c| c.certificate_id).collect()
+    settle_claims(store, holder, &claims)
 }
