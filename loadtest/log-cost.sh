@@ -65,10 +65,15 @@ start() { # start NAME ARGS... -> prints the address
 on=$(start on)
 off=$(start off --auth-log false)
 
-per_round=$((seconds * 80000))
-"$bin/cyberid-loadtest" --target "$on" --api-key "$api_key" --data-dir "$work/on" \
-    --requests $((per_round * rounds)) --lifetime 300 --write-bodies "$work/bodies.txt" >/dev/null
-echo "== $((per_round * rounds)) distinct certificates; wrk -t1 -c$connections -d${seconds}s; log on $on, log off $off"
+# Certificates live at most 300 s (the node's max_lifetime_s), and signing millions takes
+# minutes here: each round's are signed just before it, so none has expired when it is sent
+# (an expired certificate is answered `expired`, cheaply, and is not a measurement).
+per_round=$((seconds * 50000))
+sign_round() { # sign_round OUT
+    "$bin/cyberid-loadtest" --target "$on" --api-key "$api_key" --data-dir "$work/on" \
+        --requests "$per_round" --lifetime 300 --write-bodies "$1" >/dev/null
+}
+echo "== $per_round distinct certificates a round, signed before it; wrk -t1 -c$connections -d${seconds}s; log on $on, log off $off"
 
 rate() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1"; }
 answered() { sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$1"; }
@@ -94,8 +99,13 @@ distinct() { # distinct NAME BODIES OUT
 hz=$(getconf CLK_TCK)
 echo '| round | log off answers/s | p99 | log on answers/s | p99 | on / off | CPU µs/answer off | on | off / on |'
 echo '|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+# Each node's CPU over the whole run as well: what the rounds' windows leave out (the
+# indexer's file written after a round, compactions that run while the node waits for its next
+# round) is in it.
+run_ticks_off=$(ticks off)
+run_ticks_on=$(ticks on)
 for round in $(seq "$rounds"); do
-    sed -n "$(((round - 1) * per_round + 1)),$((round * per_round))p" "$work/bodies.txt" >"$work/round.txt"
+    sign_round "$work/round.txt"
     if ((round % 2)); then
         distinct off "$work/round.txt" "$work/wrk-off.txt"
         distinct on "$work/round.txt" "$work/wrk-on.txt"
@@ -111,13 +121,47 @@ for round in $(seq "$rounds"); do
         -v cf="$cf" -v cn="$cn" \
         'BEGIN {printf "| %d | %.0f | %s | %.0f | %s | %.3f | %.1f | %.1f | %.3f |\n", r, f, fp, n, np, n / f, cf, cn, cf / cn}'
     echo "$f $n $cf $cn" >>"$work/rounds.txt"
+    answered "$work/wrk-on.txt" >>"$work/answered-on.txt"
+    answered "$work/wrk-off.txt" >>"$work/answered-off.txt"
 done
 awk '{f += $1; n += $2; cf += $3; cn += $4} END {printf "all rounds: on / off %.3f (answers/s); off / on %.3f (CPU per answer)\n", n / f, cf / cn}' "$work/rounds.txt"
+# Long enough for the indexer's last file (5 s) and what compactions it starts.
+sleep 8
+answered_off=$(awk '{n += $1} END {print n}' "$work/answered-off.txt")
+answered_on=$(awk '{n += $1} END {print n}' "$work/answered-on.txt")
+awk -v f="$(($(ticks off) - run_ticks_off))" -v n="$(($(ticks on) - run_ticks_on))" \
+    -v af="$answered_off" -v an="$answered_on" -v hz="$hz" \
+    'BEGIN {cf = f / hz * 1e6 / af; cn = n / hz * 1e6 / an; printf "whole run, background work included: CPU µs/answer off %.1f, on %.1f: off / on %.3f\n", cf, cn, cf / cn}'
+
+# RocksDB's compactions in each node's store over the run, per column family, from RocksDB's
+# own LOG (their CPU, on background threads, is in the whole run's CPU per answer).
+compactions() { # compactions NAME
+    awk -v node="$1" '
+        match($0, /\[[a-z_0-9-]+\] \[JOB [0-9]+\] Compacting/) {
+            split(substr($0, RSTART, RLENGTH), part, /[][ ]+/); family[part[4]] = part[2]
+        }
+        /"event": "compaction_finished"/ {
+            match($0, /"job": [0-9]+/); job = substr($0, RSTART + 7, RLENGTH - 7)
+            match($0, /"compaction_time_cpu_micros": [0-9]+/); cpu = substr($0, RSTART + 30, RLENGTH - 30)
+            f = (job in family) ? family[job] : "?"; ms[f] += cpu / 1000; n[f]++
+        }
+        END { line = ""; for (f in ms) line = line sprintf(" %s %d (%.0f ms)", f, n[f], ms[f]); print "compactions, log " node ":" (line == "" ? " none" : line) }
+    ' "$work/$1/store/LOG"
+}
+compactions on
+compactions off
 
 # The logging node's log: its latest head, then proofs against it.
 sleep 1.2
 size=$(curl -sf "http://$on/v1/log/head" | sed -n 's/.*"size":\([0-9]*\).*/\1/p')
 [[ -n $size && $size -gt 0 ]] || { echo "log-cost: the logging node signed no head" >&2; exit 1; }
+# Every answer the logging node gave was a `valid` with its entry (wrk may not count the last
+# answers of a round, so the log can only be longer): fewer entries than answers means some
+# answers were not `valid`, and the rounds measured something else.
+if ((size < answered_on)); then
+    echo "log-cost: $answered_on answers from the logging node but $size log entries: not every answer was valid; not a measurement" >&2
+    exit 1
+fi
 CYBERID_LOG_SIZE=$size wrk -t1 -c"$connections" -d"${seconds}s" --latency -s loadtest/wrk-proofs.lua \
     "http://$on" >"$work/wrk-proofs.txt" 2>&1
 echo "inclusion proofs in a log of $size entries: $(rate "$work/wrk-proofs.txt")/s, p99 $(p99 "$work/wrk-proofs.txt")"

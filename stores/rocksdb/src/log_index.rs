@@ -9,21 +9,21 @@
 //! and they stay in the synced write. The rows are derived data, so they take a cheaper road:
 //!
 //! - the settler queues each batch's rows to the indexer, which gathers them for 100 ms and
-//!   adds them to the *tail*: two hash maps in memory, by holder and by certificate, of the
-//!   entries from the watermark on;
+//!   adds them to the *tail*: two lists of rows in memory, by holder and by certificate, of
+//!   the entries from the watermark on;
 //! - every few seconds (and at close) the indexer writes the tail's rows, sorted, as one SST
 //!   file per family and ingests it (no memtable, no skip list, no WAL: RocksDB makes the
 //!   file durable before it is visible), then moves the watermark (`log_indexed_to` in
 //!   `meta`) to the tail's end and empties the tail.
 //!
 //! Readers see every durable entry at once: rows in RocksDB below the tail's end, the tail's
-//! maps, and the few entries past the tail (queued to the indexer) from their runs. At open,
+//! rows, and the few entries past the tail (queued to the indexer) from their runs. At open,
 //! whatever a crash left unindexed (entries from the watermark on) is indexed again from the
 //! runs before the store serves; a watermark behind its rows only makes the same rows again.
 //! Access records (an authority's read, rare) still write their rows in their own synced
 //! write; a reader merges those with the tail's, once each.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -43,18 +43,38 @@ use crate::layout::{
     LOG_BY_CERTIFICATE, LOG_BY_HOLDER, LOG_ENTRIES, LOG_INDEXED_KEY, META, read_u64, store_error,
 };
 
-/// A Web Number's bytes, as a `log_by_holder` row starts.
-type HolderBytes = [u8; 10];
-/// A certificate id, as a `log_by_certificate` row starts.
-type CertificateBytes = [u8; 16];
+/// A `log_by_holder` row: the Web Number's bytes, then the entry's index (u64 BE), as
+/// `authlog::index_key` makes them.
+type HolderRow = [u8; 18];
+/// A `log_by_certificate` row: the certificate id, then the entry's index.
+type CertificateRow = [u8; 24];
+
+/// The row of `index` under `by`.
+fn row<const K: usize, const N: usize>(by: &[u8; K], index: u64) -> [u8; N] {
+    const {
+        assert!(
+            N == K + 8,
+            "a row is what it indexes by and 8 bytes of index"
+        )
+    };
+    let mut row = [0u8; N];
+    row[..K].copy_from_slice(by);
+    row[K..].copy_from_slice(&index.to_be_bytes());
+    row
+}
+
+/// The index of the entry a row points at.
+fn row_index<const N: usize>(row: &[u8; N]) -> u64 {
+    crate::layout::decode_u64(&row[N - 8..]).expect("8 bytes")
+}
 
 /// The index rows of settled entries, and the log size after them. Built on the settler from
 /// the entries it staged: the indexer needs no more than these, and they are smaller to queue
 /// than the records they came from.
 #[derive(Debug, Default)]
 pub(crate) struct IndexJob {
-    by_holder: Vec<(HolderBytes, u64)>,
-    by_certificate: Vec<(CertificateBytes, u64)>,
+    by_holder: Vec<HolderRow>,
+    by_certificate: Vec<CertificateRow>,
     pub(crate) end: u64,
 }
 
@@ -62,10 +82,10 @@ impl IndexJob {
     /// Adds the rows of the record at `index`.
     pub(crate) fn push(&mut self, index: u64, record: &Record) {
         if let Some(holder) = record.holder() {
-            self.by_holder.push((*holder.as_bytes(), index));
+            self.by_holder.push(row(holder.as_bytes(), index));
         }
         if let Some(certificate) = record.certificate_id() {
-            self.by_certificate.push((*certificate.as_bytes(), index));
+            self.by_certificate.push(row(certificate.as_bytes(), index));
         }
     }
 
@@ -76,73 +96,59 @@ impl IndexJob {
 
 /// The rows of the log's unwritten tail: entries `[from, end)`, whose rows are in memory only.
 /// Below `from` every entry's rows are in RocksDB.
+///
+/// Why plain vectors in index order and not maps by holder and by certificate: adding a
+/// settled batch is then a copy, with no hashing and no allocation per row, on the thread
+/// that keeps pace with every verification; a reader (a holder's read, an authority's query:
+/// rare) scans at most [`TAIL_ROWS`] rows, about a millisecond.
 #[derive(Debug, Default)]
 pub(crate) struct Tail {
     from: u64,
     end: u64,
-    by_holder: HashMap<HolderBytes, Vec<u64>>,
-    by_certificate: HashMap<CertificateBytes, Vec<u64>>,
-    rows: usize,
+    by_holder: Vec<HolderRow>,
+    by_certificate: Vec<CertificateRow>,
 }
 
 impl Tail {
     fn add(&mut self, job: IndexJob) {
-        self.rows += job.by_holder.len() + job.by_certificate.len();
-        for (holder, index) in job.by_holder {
-            self.by_holder.entry(holder).or_default().push(index);
-        }
-        for (certificate, index) in job.by_certificate {
-            self.by_certificate
-                .entry(certificate)
-                .or_default()
-                .push(index);
-        }
+        self.by_holder.extend_from_slice(&job.by_holder);
+        self.by_certificate.extend_from_slice(&job.by_certificate);
         self.end = self.end.max(job.end);
     }
 
-    /// The tail's entries whose rows in `family` start with `by`, in index order.
-    fn indexes(&self, family: &str, by: &[u8]) -> &[u64] {
-        let found = match family {
-            LOG_BY_HOLDER => <&HolderBytes>::try_from(by)
-                .ok()
-                .and_then(|by| self.by_holder.get(by)),
-            LOG_BY_CERTIFICATE => <&CertificateBytes>::try_from(by)
-                .ok()
-                .and_then(|by| self.by_certificate.get(by)),
-            _ => None,
-        };
-        found.map_or(&[], Vec::as_slice)
+    fn rows(&self) -> usize {
+        self.by_holder.len() + self.by_certificate.len()
     }
 
-    /// The tail's rows of one family as sorted keys: what they index by (`K` bytes), then the
-    /// entry's index (as `authlog::index_key` makes them).
-    fn keys<const K: usize, const N: usize>(
-        rows: &HashMap<[u8; K], Vec<u64>>,
-        retained_from: u64,
-    ) -> Vec<[u8; N]> {
-        const {
-            assert!(
-                N == K + 8,
-                "a key is what it indexes by and 8 bytes of index"
-            )
-        };
-        let mut keys: Vec<[u8; N]> = rows
+    /// The tail's entries whose rows in `family` start with `by`, in index order.
+    fn indexes(&self, family: &str, by: &[u8]) -> Vec<u64> {
+        fn matching<const N: usize>(rows: &[[u8; N]], by: &[u8]) -> Vec<u64> {
+            if by.len() + 8 != N {
+                return Vec::new();
+            }
+            rows.iter()
+                .filter(|row| row.starts_with(by))
+                .map(row_index)
+                .collect()
+        }
+        match family {
+            LOG_BY_HOLDER => matching(&self.by_holder, by),
+            LOG_BY_CERTIFICATE => matching(&self.by_certificate, by),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The rows of one family from `retained_from` on, sorted, as the file that holds them
+    /// must have them.
+    fn sorted<const N: usize>(rows: &[[u8; N]], retained_from: u64) -> Vec<[u8; N]> {
+        let mut sorted: Vec<[u8; N]> = rows
             .iter()
-            .flat_map(|(by, indexes)| {
-                indexes
-                    .iter()
-                    // An entry already past retention is gone with its run: no row for it.
-                    .filter(move |index| **index >= retained_from)
-                    .map(move |index| {
-                        let mut key = [0u8; N];
-                        key[..K].copy_from_slice(by);
-                        key[K..].copy_from_slice(&index.to_be_bytes());
-                        key
-                    })
-            })
+            // An entry already past retention is gone with its run: no row for it.
+            .filter(|row| row_index(row) >= retained_from)
+            .copied()
             .collect();
-        keys.sort_unstable();
-        keys
+        sorted.sort_unstable();
+        sorted
     }
 }
 
@@ -221,7 +227,7 @@ impl Inner {
                 .log_tail
                 .read()
                 .map(|tail| {
-                    tail.rows >= TAIL_ROWS
+                    tail.rows() >= TAIL_ROWS
                         || (tail.end > tail.from && written.elapsed() >= TAIL_AGE)
                 })
                 .unwrap_or(false);
@@ -261,8 +267,8 @@ impl Inner {
                 return Ok(());
             }
             (
-                Tail::keys::<10, 18>(&tail.by_holder, retained_from),
-                Tail::keys::<16, 24>(&tail.by_certificate, retained_from),
+                Tail::sorted(&tail.by_holder, retained_from),
+                Tail::sorted(&tail.by_certificate, retained_from),
                 tail.end,
             )
         };
@@ -384,8 +390,7 @@ impl Inner {
         }
         found.extend(
             tail.indexes(family, by)
-                .iter()
-                .copied()
+                .into_iter()
                 .filter(|index| *index >= from)
                 .take(limit),
         );
@@ -434,8 +439,8 @@ mod tests {
 
     fn job(rows: &[(u8, u8, u64)], end: u64) -> IndexJob {
         IndexJob {
-            by_holder: rows.iter().map(|(h, _, i)| ([*h; 10], *i)).collect(),
-            by_certificate: rows.iter().map(|(_, c, i)| ([*c; 16], *i)).collect(),
+            by_holder: rows.iter().map(|(h, _, i)| row(&[*h; 10], *i)).collect(),
+            by_certificate: rows.iter().map(|(_, c, i)| row(&[*c; 16], *i)).collect(),
             end,
         }
     }
@@ -445,26 +450,24 @@ mod tests {
         let mut tail = Tail::default();
         tail.add(job(&[(b'B', 1, 0), (b'A', 2, 1)], 2));
         tail.add(job(&[(b'B', 3, 2)], 3));
-        assert_eq!((tail.end, tail.rows), (3, 6));
-        assert_eq!(tail.indexes(LOG_BY_HOLDER, &[b'B'; 10]), &[0, 2]);
-        assert_eq!(tail.indexes(LOG_BY_CERTIFICATE, &[3; 16]), &[2]);
+        assert_eq!((tail.end, tail.rows()), (3, 6));
+        assert_eq!(tail.indexes(LOG_BY_HOLDER, &[b'B'; 10]), [0, 2]);
+        assert_eq!(tail.indexes(LOG_BY_CERTIFICATE, &[3; 16]), [2]);
         assert!(
             tail.indexes(LOG_BY_HOLDER, &[3; 16]).is_empty(),
             "wrong length"
         );
         assert!(tail.indexes(LOG_BY_CERTIFICATE, &[b'B'; 10]).is_empty());
-        let keys = Tail::keys::<10, 18>(&tail.by_holder, 1);
-        let expected: Vec<[u8; 18]> = [(b'A', 1u64), (b'B', 2)]
-            .iter()
-            .map(|(h, i)| {
-                let mut key = [*h; 18];
-                key[10..].copy_from_slice(&i.to_be_bytes());
-                key
-            })
-            .collect();
+        assert!(
+            tail.indexes(LOG_BY_HOLDER, &[b'B'; 9]).is_empty(),
+            "a prefix of a Web Number is not one"
+        );
+        let sorted = Tail::sorted(&tail.by_holder, 1);
         assert_eq!(
-            keys, expected,
+            sorted,
+            [row(&[b'A'; 10], 1), row(&[b'B'; 10], 2)],
             "sorted, and entry 0 (past retention) left out"
         );
+        assert_eq!(row_index(&sorted[1]), 2);
     }
 }

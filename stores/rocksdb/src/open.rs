@@ -14,7 +14,7 @@ use crate::layout::{
     LOG_RETAINED_FROM_KEY, LOG_TREE, META, NONCES_PREFIX, REVOCATION_LOG, REVOCATION_STATE,
     STORE_FORMAT_VERSION, decode_state, decode_u64, nonce_bucket, read_u64, store_error,
 };
-use crate::options::{StoreOptions, db_options, family_options, synced};
+use crate::options::{StoreOptions, db_options, family_options, index_family_options, synced};
 use crate::{Inner, authlog, nonces};
 
 pub(crate) fn open(
@@ -59,9 +59,14 @@ pub(crate) fn open(
             .into_iter()
             .filter(|name| name.starts_with(NONCES_PREFIX)),
     );
-    let descriptors = families
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, family_options(&options)));
+    let descriptors = families.iter().map(|name| {
+        let family = if name == LOG_BY_HOLDER || name == LOG_BY_CERTIFICATE {
+            index_family_options(&options)
+        } else {
+            family_options(&options)
+        };
+        ColumnFamilyDescriptor::new(name, family)
+    });
     let db = Db::open_cf_descriptors(&db_options, path, descriptors)
         .map_err(|e| store_error("open", &e))?;
 
