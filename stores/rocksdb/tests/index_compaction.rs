@@ -2,24 +2,15 @@
 //! before it kept them leveled. Such a store opens as it is, its rows are found, and so are
 //! the rows written after it, whose ingested files are merged with the leveled runs.
 
-use std::sync::Arc;
+mod common;
 
+use common::{open, settle_logged};
 use cyberid_engine::contract::{NOW, claim};
-use cyberid_engine::{
-    CertificateId, LogEntry, LogItem, LogOutcome, ManualClock, NonceClaim, NonceStore, WebNumber,
-};
-use cyberid_store_rocksdb::{DurableStore, StoreOptions};
+use cyberid_engine::{CertificateId, NonceClaim, WebNumber};
+use cyberid_store_rocksdb::DurableStore;
 use cyberid_translog::LogStore;
 
 const INDEX_FAMILIES: [&str; 2] = ["log_by_holder", "log_by_certificate"];
-
-fn open(dir: &std::path::Path) -> DurableStore {
-    let options = StoreOptions {
-        history_begins: Some(NOW - 3600),
-        ..StoreOptions::default()
-    };
-    DurableStore::open(dir, options, Arc::new(ManualClock::new(NOW))).unwrap()
-}
 
 /// The holders the entries are logged for, in turn.
 const HOLDERS: [&str; 5] = [
@@ -44,8 +35,8 @@ fn certificate(n: u16) -> CertificateId {
     CertificateId::from_bytes(id)
 }
 
-/// Settles entries `first..first + n` in batches of 64, entry `i` logged for `holder(i)`
-/// with `certificate(i)`.
+/// Settles entries `first..first + n`, entry `i` logged for `holder(i)` with
+/// `certificate(i)`.
 fn settle(store: &DurableStore, first: u16, n: u16) {
     let claims: Vec<NonceClaim> = (first..first + n)
         .map(|i| NonceClaim {
@@ -53,24 +44,7 @@ fn settle(store: &DurableStore, first: u16, n: u16) {
             ..claim(0, NOW + 200)
         })
         .collect();
-    for (batch, start) in claims.chunks(64).zip((usize::from(first)..).step_by(64)) {
-        let items: Vec<LogItem> = batch
-            .iter()
-            .enumerate()
-            .map(|(position, claimed)| LogItem {
-                entry: LogEntry {
-                    at_ms: NOW * 1000,
-                    platform: "shop.example".parse().unwrap(),
-                    web_number: holder(start + position),
-                    certificate_id: claimed.certificate_id,
-                    outcome: LogOutcome::Valid,
-                    disclosed: 0,
-                },
-                claim: Some(position),
-            })
-            .collect();
-        store.consume_logged(batch, &items).unwrap();
-    }
+    settle_logged(store, &claims, |i| holder(usize::from(first) + i));
 }
 
 /// Opens the closed store's files with RocksDB's default options (leveled compaction, as the

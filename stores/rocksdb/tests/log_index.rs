@@ -3,22 +3,13 @@
 //! open after a crash that lost rows (or the watermark) writes them again from the entries.
 //! One test per process: it pauses the indexer through a failpoint, which is global.
 
-use std::sync::Arc;
+mod common;
 
+use common::{open, settle_logged};
 use cyberid_engine::contract::{NOW, claim};
-use cyberid_engine::{
-    CertificateId, LogEntry, LogItem, LogOutcome, ManualClock, NonceClaim, NonceStore, WebNumber,
-};
-use cyberid_store_rocksdb::{DurableStore, StoreOptions};
+use cyberid_engine::{CertificateId, NonceClaim, WebNumber};
+use cyberid_store_rocksdb::DurableStore;
 use cyberid_translog::LogStore;
-
-fn open(dir: &std::path::Path) -> DurableStore {
-    let options = StoreOptions {
-        history_begins: Some(NOW - 3600),
-        ..StoreOptions::default()
-    };
-    DurableStore::open(dir, options, Arc::new(ManualClock::new(NOW))).unwrap()
-}
 
 /// Settles `n` fresh claims from id `first`, each logged for `holder`; their certificate ids.
 fn settle(store: &DurableStore, holder: WebNumber, first: u8, n: u8) -> Vec<CertificateId> {
@@ -26,31 +17,13 @@ fn settle(store: &DurableStore, holder: WebNumber, first: u8, n: u8) -> Vec<Cert
     settle_claims(store, holder, &claims)
 }
 
-/// Settles `claims` in batches of 64, each logged for `holder`; their certificate ids, in log
-/// order.
+/// Settles `claims`, each logged for `holder`; their certificate ids, in log order.
 fn settle_claims(
     store: &DurableStore,
     holder: WebNumber,
     claims: &[NonceClaim],
 ) -> Vec<CertificateId> {
-    for batch in claims.chunks(64) {
-        let items: Vec<_> = batch
-            .iter()
-            .enumerate()
-            .map(|(position, claimed)| LogItem {
-                entry: LogEntry {
-                    at_ms: NOW * 1000,
-                    platform: "shop.example".parse().unwrap(),
-                    web_number: holder,
-                    certificate_id: claimed.certificate_id,
-                    outcome: LogOutcome::Valid,
-                    disclosed: 0,
-                },
-                claim: Some(position),
-            })
-            .collect();
-        store.consume_logged(batch, &items).unwrap();
-    }
+    settle_logged(store, claims, |_| holder);
     claims.iter().map(|c| c.certificate_id).collect()
 }
 
